@@ -1,0 +1,46 @@
+# Two commands do all set-up on a fresh Debian machine with Python 3.11:
+#   make run    create .venv, install the runtime, start the app on the bundled model
+#   make test   create .venv, install runtime + test tools (+ chromium when root), run every test
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: run test test-fast bench load browser-deps clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime
+	$(BIN)/python app.py $(ARGS)
+
+# Debian's chromium drives the browser tests (playwright's own browser download fails offline).
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: /usr/bin/chromium missing and not root: browser tests will be skipped" >&2; fi
+
+test: $(VENV)/.dev browser-deps
+	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: $(VENV)/.dev
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench.run $(ARGS)
+
+load: $(VENV)/.dev
+	$(BIN)/python -m bench.load $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,23 @@
+"""Shared fixtures: tiny seeded models so the suite runs in seconds."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test touches the network
+
+from playground.config import GPTConfig  # noqa: E402
+from playground.model import GPTModel  # noqa: E402
+from tests.factories import TINY, make_model  # noqa: E402
+
+@pytest.fixture
+def tiny_cfg() -> GPTConfig:
+    return TINY
+
+
+@pytest.fixture
+def tiny_model() -> GPTModel:
+    return make_model()

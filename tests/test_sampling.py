@@ -1,0 +1,58 @@
+import math
+
+import pytest
+import torch
+
+from playground.sampling import SamplingParams, pick_next, sampling_distribution, top_k_filter, top_p_filter
+
+
+def test_top_k_keeps_k_largest():
+    logits = torch.tensor([[1.0, 5.0, 3.0, 4.0, 2.0]])
+    out = top_k_filter(logits, 2)
+    assert torch.isinf(out).tolist() == [[True, False, True, False, True]]
+    assert torch.equal(top_k_filter(logits, 0), logits)
+    assert torch.equal(top_k_filter(logits, 99), logits)
+
+
+def test_top_p_keeps_smallest_nucleus():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log()
+    kept = ~torch.isinf(top_p_filter(logits, 0.75))
+    assert kept.tolist() == [[True, True, False, False]]  # 0.5 < 0.75 <= 0.8
+    kept = ~torch.isinf(top_p_filter(logits, 0.8))
+    assert kept.tolist() == [[True, True, False, False]]
+    kept = ~torch.isinf(top_p_filter(logits, 0.81))
+    assert kept.tolist() == [[True, True, True, False]]
+    kept = ~torch.isinf(top_p_filter(logits, 0.01))
+    assert kept.tolist() == [[True, False, False, False]]  # the best token always stays
+    # order in the vocabulary does not matter
+    perm = torch.tensor([2, 0, 3, 1])
+    kept = ~torch.isinf(top_p_filter(logits[:, perm], 0.75))
+    assert kept.tolist() == [[False, True, False, True]]
+
+
+def test_temperature_sharpens_and_greedy_is_argmax():
+    logits = torch.tensor([[1.0, 2.0, 3.0]])
+    hot = sampling_distribution(logits, SamplingParams(temperature=2.0))
+    cold = sampling_distribution(logits, SamplingParams(temperature=0.5))
+    assert cold[0, 2] > hot[0, 2]
+    ids, probs = pick_next(logits, SamplingParams(temperature=0))
+    assert ids.tolist() == [2] and math.isclose(float(probs.sum()), 1.0, rel_tol=1e-6)
+
+
+def test_sampling_respects_filters_and_generator():
+    logits = torch.tensor([[0.0, 0.1, 0.2, 5.0, 4.9]]).repeat(200, 1)
+    params = SamplingParams(temperature=1.0, top_k=2)
+    ids, _ = pick_next(logits, params, torch.Generator().manual_seed(0))
+    assert set(ids.tolist()) <= {3, 4} and len(set(ids.tolist())) == 2
+    again, _ = pick_next(logits, params, torch.Generator().manual_seed(0))
+    assert torch.equal(ids, again)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"temperature": -1}, {"temperature": float("nan")}, {"temperature": float("inf")},
+    {"top_k": -3}, {"top_k": 2.5}, {"top_p": 0.0}, {"top_p": 1.5}, {"top_p": float("nan")},
+])
+def test_bad_params_rejected(kwargs):
+    with pytest.raises(ValueError):
+        SamplingParams(**kwargs)

@@ -1,0 +1,53 @@
+import pytest
+
+from playground import tokenizer as tk
+from playground.tokenizer import Tokenizer, TokenizerError, get_tokenizer
+
+
+def test_known_ids():
+    tok = get_tokenizer()
+    assert tok.encode("Hello, I am") == [15496, 11, 314, 716]
+    assert tok.decode([15496, 11, 314, 716]) == "Hello, I am"
+    assert tok.eot_id == 50256 and tok.encoding.n_vocab == 50257
+
+
+def test_endoftext_in_text_does_not_crash():
+    tok = get_tokenizer()
+    assert tok.encode("a<|endoftext|>b") == [64, 50256, 65]
+    plain = tok.encode("a<|endoftext|>b", allow_special=False)
+    assert 50256 not in plain and tok.decode(plain) == "a<|endoftext|>b"
+
+
+def test_odd_text_encodes():
+    tok = get_tokenizer()
+    for text in ["", " ", "\x00", "日本語 🙂 مرحبا", "x\ud800y"]:
+        ids = tok.encode(text)
+        assert all(0 <= i < 50257 for i in ids)
+    assert tok.encode("") == []
+
+
+def test_partial_utf8_token_text_and_bad_ids():
+    tok = get_tokenizer()
+    ids = tok.encode("🙂")
+    assert len(ids) > 1  # emoji spans byte-level tokens
+    assert "\ufffd" in tok.token_text(ids[0])
+    assert tok.decode(ids) == "🙂"
+    assert tok.decode([10**9, -1]) == ""
+
+
+def test_checksum_is_verified(tmp_path):
+    bad = tmp_path / "gpt2.tiktoken"
+    data = tk.RANKS_PATH.read_bytes()
+    bad.write_bytes(data[:-10])
+    with pytest.raises(TokenizerError, match="not the expected one"):
+        tk.build_encoding(bad)
+    with pytest.raises(TokenizerError, match="cannot read"):
+        tk.build_encoding(tmp_path / "missing.tiktoken")
+
+
+def test_no_network_used(monkeypatch):
+    import tiktoken.load
+    def boom(*a, **k):
+        raise AssertionError("network")
+    monkeypatch.setattr(tiktoken.load, "read_file", boom)
+    assert Tokenizer().encode("Hello") == [15496]
