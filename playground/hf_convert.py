@@ -123,6 +123,9 @@ def convert(hf_state: dict[str, torch.Tensor], cfg: GPTConfig,
             fname: str) -> tuple[GPTConfig, dict[str, torch.Tensor]]:
     """Rename, transpose and split every HF tensor into our own state dict.
 
+    Transposes and splits are views of the memory-mapped file, not copies:
+    ``F.linear`` multiplies by a transposed view directly.
+
     A head saved beside an identical embedding is re-tied, so the config
     returned may differ from ``cfg`` in ``tie_embeddings``.
     """
@@ -142,7 +145,7 @@ def convert(hf_state: dict[str, torch.Tensor], cfg: GPTConfig,
         if isinstance(target, tuple):
             parts = t.chunk(len(target), dim=0)  # (3E, E) after transpose, or (3E,) bias
             for name, part in zip(target, parts):
-                ours[name.format(block)] = part.contiguous()
+                ours[name.format(block)] = part
         else:
-            ours[target.format(block) if block is not None else target] = t.contiguous()
+            ours[target.format(block) if block is not None else target] = t
     return cfg, ours
