@@ -1,0 +1,390 @@
+"""Attention weights out of one forward pass, and five scores per head.
+
+Capture goes through the model's hook points (``trf_blocks.{i}.att.hook_pattern``):
+only the layers asked for get a hook, so only they leave the fast SDPA path,
+only their weights are kept, and the forward pass stops after the last of them
+(later blocks and the vocabulary-sized head are never computed). Hooks are
+removed on the way out, error or not.
+
+Head scores are reduced inside the hook, layer by layer: a full scoring pass
+keeps ``(layers, heads)`` numbers, never ``[layers, heads, T, T]`` weights.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from ..hooks import hooks
+from ..model import GPTModel
+from .export import dumps, rows_to_csv
+from .inputs import (LabelFn, StopForward, TokenInput, TokenizerLike, crop, eval_mode, join_notes,
+                     prepare, this_thread_only)
+
+SCORE_NAMES: tuple[str, ...] = ("previous_token", "first_token", "current_token", "entropy", "induction")
+
+SCORE_DOCS: dict[str, str] = {
+    "previous_token": "mean weight a query puts on the token just before it (queries 1..T-1)",
+    "first_token": "mean weight a query puts on position 0, the 'attention sink' (queries 1..T-1)",
+    "current_token": "mean weight a query puts on itself (queries 1..T-1)",
+    "entropy": "mean entropy of a query's weights, in nats (0 = one key only; log(i+1) = uniform)",
+    "induction": ("on a random sequence repeated twice: mean weight a second-half token puts on the "
+                  "token that followed its first occurrence"),
+}
+
+DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB of captured weights, then the prompt is cropped
+
+
+def pattern_hook_name(layer: int) -> str:
+    return f"trf_blocks.{layer}.att.hook_pattern"
+
+
+# --------------------------------------------------------------------------- capture
+
+
+@dataclass(frozen=True)
+class AttentionCapture:
+    """Softmax weights of the captured layers for one prompt.
+
+    ``weights[i]`` belongs to layer ``layers[i]``; rows are queries, columns
+    keys; each row sums to 1 and the upper triangle (future keys) is 0.
+    Positions are positions in ``token_ids`` (the prompt after cropping;
+    ``offset`` tokens were dropped from its front).
+    """
+
+    weights: torch.Tensor           # (L_captured, H, T, T)
+    layers: tuple[int, ...]
+    token_ids: tuple[int, ...]
+    labels: tuple[str, ...]
+    offset: int = 0
+    note: str = ""
+
+    @property
+    def cropped(self) -> bool:
+        return self.offset > 0
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.weights.shape[1])
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.weights.shape[-1])
+
+    def layer(self, layer: int) -> torch.Tensor:
+        """``(H, T, T)`` weights of one model layer (its model index, not its slot)."""
+        try:
+            return self.weights[self.layers.index(layer)]
+        except ValueError:
+            raise KeyError(f"layer {layer} was not captured (captured: {list(self.layers)})") from None
+
+    def head(self, layer: int, head: int) -> torch.Tensor:
+        """``(T, T)`` weights of one head."""
+        return self.layer(layer)[head]
+
+    def rows(self, layer: int, head: int) -> list[dict]:
+        """Long format, causal cells only: one row per (query, key) with its weight."""
+        w = self.head(layer, head).float().cpu()
+        out = []
+        for q in range(self.n_tokens):
+            for k in range(q + 1):
+                out.append({"layer": layer, "head": head, "query": q, "key": k,
+                            "query_token": self.labels[q], "key_token": self.labels[k],
+                            "weight": float(w[q, k])})
+        return out
+
+    def to_json(self, layer: int | None = None, head: int | None = None) -> str:
+        """JSON of all captured weights, one layer, or one head (nested lists)."""
+        if layer is None:
+            layers, w = list(self.layers), self.weights
+        elif head is None:
+            layers, w = [layer], self.layer(layer)
+        else:
+            layers, w = [layer], self.head(layer, head)
+        return dumps({
+            "layers": layers, "head": head, "token_ids": list(self.token_ids),
+            "labels": list(self.labels), "offset": self.offset, "note": self.note,
+            "weights": w.float().cpu().tolist(),
+        })
+
+    def to_csv(self, layer: int, head: int) -> str:
+        return rows_to_csv(self.rows(layer, head))
+
+
+def _resolve_layers(model: GPTModel, layers: Sequence[int] | int | None) -> tuple[int, ...]:
+    n = model.cfg.n_layers
+    if layers is None:
+        return tuple(range(n))
+    if isinstance(layers, int):
+        layers = [layers]
+    chosen = sorted({int(l) + n if int(l) < 0 else int(l) for l in layers})
+    if not chosen or chosen[0] < 0 or chosen[-1] >= n:
+        raise ValueError(f"layers must be in 0..{n - 1}, got {list(layers)}")
+    return tuple(chosen)
+
+
+@torch.inference_mode()
+def capture_attention(model: GPTModel, tokens: TokenInput, *,
+                      layers: Sequence[int] | int | None = None,
+                      tokenizer: TokenizerLike | None = None, label_fn: LabelFn | None = None,
+                      max_tokens: int | None = None, dtype: torch.dtype | None = None,
+                      max_bytes: int = DEFAULT_MAX_BYTES) -> AttentionCapture:
+    """Run the prompt once and keep the attention weights of ``layers`` (default: all).
+
+    ``layers=[3]`` keeps one ``(H, T, T)`` block and runs blocks 0..3 only —
+    the call a one-layer view should make. Weights stay on the model's device
+    in ``dtype`` (default: the model's). If the kept weights would exceed
+    ``max_bytes``, the prompt is cropped to its last tokens that fit and
+    ``note`` says so; so is a prompt longer than the context or ``max_tokens``.
+    """
+    chosen = _resolve_layers(model, layers)
+    prep = prepare(model, tokens, tokenizer=tokenizer, label_fn=label_fn, max_tokens=max_tokens)
+    dtype = dtype or model.dtype
+    heads = model.cfg.n_heads
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    fit = int(math.isqrt(max(1, max_bytes // (len(chosen) * heads * itemsize))))
+    note = prep.note
+    if prep.n_tokens > fit:
+        note = join_notes(note, (
+            f"{len(chosen)} layer(s) x {heads} heads of {prep.n_tokens}x{prep.n_tokens} weights would "
+            f"exceed {max_bytes / 2**20:.3g} MiB; kept the last {fit} tokens (capture fewer layers to see more)."))
+        prep = crop(prep, fit)
+    t = prep.n_tokens
+    out = torch.empty((len(chosen), heads, t, t), dtype=dtype, device=model.device)  # (L, H, T, T)
+    last = chosen[-1]
+
+    def keep(slot: int, layer: int):
+        def fn(pattern: torch.Tensor, name: str) -> None:      # pattern: (1, H, T, T)
+            out[slot].copy_(pattern[0])
+            if layer == last:
+                raise StopForward
+        return this_thread_only(fn)
+
+    with eval_mode(model), hooks(model, {pattern_hook_name(l): keep(i, l) for i, l in enumerate(chosen)}):
+        try:
+            model(prep.ids)
+        except StopForward:
+            pass
+    return AttentionCapture(out, chosen, tuple(prep.token_ids), prep.labels,
+                            offset=prep.offset, note=note)
+
+
+# --------------------------------------------------------------------------- scores on a pattern
+
+
+def _query_rows(t: int, queries: tuple[int, int] | None, first: int = 1) -> torch.Tensor:
+    start, stop = queries if queries is not None else (first, t)
+    start = max(start, first)
+    if stop <= start:
+        raise ValueError(f"no query rows in {start}..{stop - 1}")
+    return torch.arange(start, stop)
+
+
+def previous_token_score(pattern: torch.Tensor, queries: tuple[int, int] | None = None) -> torch.Tensor:
+    """``(B, H, T, T)`` -> ``(H,)``: mean of ``A[i, i-1]`` over queries ``i`` (default 1..T-1), batch-averaged."""
+    rows = _query_rows(pattern.shape[-1], queries).to(pattern.device)
+    return pattern[..., rows, rows - 1].float().mean(dim=(0, -1))
+
+
+def first_token_score(pattern: torch.Tensor, queries: tuple[int, int] | None = None) -> torch.Tensor:
+    """``(H,)``: mean of ``A[i, 0]`` over queries ``i >= 1`` (query 0 can only see itself)."""
+    rows = _query_rows(pattern.shape[-1], queries).to(pattern.device)
+    return pattern[..., rows, 0].float().mean(dim=(0, -1))
+
+
+def current_token_score(pattern: torch.Tensor, queries: tuple[int, int] | None = None) -> torch.Tensor:
+    """``(H,)``: mean of ``A[i, i]`` over queries ``i >= 1``."""
+    rows = _query_rows(pattern.shape[-1], queries).to(pattern.device)
+    return pattern[..., rows, rows].float().mean(dim=(0, -1))
+
+
+def entropy_score(pattern: torch.Tensor, queries: tuple[int, int] | None = None) -> torch.Tensor:
+    """``(H,)``: mean over queries ``i >= 1`` of ``-sum_j A[i,j] ln A[i,j]`` (nats; 0 ln 0 = 0).
+
+    Low: the head looks at one place. At most ``ln(i+1)`` for query ``i`` (uniform).
+    """
+    rows = _query_rows(pattern.shape[-1], queries).to(pattern.device)
+    ent = torch.special.entr(pattern[..., rows, :].float()).sum(-1)   # (B, H, Q)
+    return ent.mean(dim=(0, -1))
+
+
+def induction_score(pattern: torch.Tensor, seq_len: int, prefix_len: int = 0) -> torch.Tensor:
+    """``(H,)`` on a sequence ``prefix + r + r`` with ``len(r) = seq_len``.
+
+    For each second-half query ``i`` (token ``r[j]``, ``i = prefix_len + seq_len + j``)
+    the weight on key ``i - seq_len + 1``: the token that *followed* the first
+    ``r[j]``. An induction head ("last time I saw this, what came next?") puts
+    nearly all its weight there; on random tokens nothing else predicts it.
+    """
+    rows = torch.arange(prefix_len + seq_len, prefix_len + 2 * seq_len, device=pattern.device)
+    if rows[-1] >= pattern.shape[-1]:
+        raise ValueError(f"pattern of {pattern.shape[-1]} tokens is shorter than prefix + 2 x {seq_len}")
+    return pattern[..., rows, rows - seq_len + 1].float().mean(dim=(0, -1))
+
+
+def repeated_random_tokens(vocab_size: int, seq_len: int, *, batch: int = 1, seed: int = 0,
+                           generator: torch.Generator | None = None, prefix_id: int | None = None,
+                           low: int = 0, high: int | None = None) -> torch.Tensor:
+    """``(batch, P + 2*seq_len)``: ``[prefix_id] + r + r`` with ``r`` uniform in ``[low, high)``.
+
+    Drawn from ``generator`` if given, else from a fresh one seeded with
+    ``seed`` (nothing global is touched), so the same seed gives the same
+    sequence everywhere. ``high`` defaults to ``vocab_size``.
+    """
+    high = vocab_size if high is None else high
+    if not 0 <= low < high <= vocab_size:
+        raise ValueError(f"need 0 <= low < high <= vocab_size, got low={low}, high={high}")
+    if generator is None:
+        generator = torch.Generator().manual_seed(int(seed))
+    r = torch.randint(low, high, (batch, seq_len), generator=generator, device=generator.device)
+    parts = [r, r]
+    if prefix_id is not None:
+        parts.insert(0, torch.full((batch, 1), int(prefix_id), dtype=r.dtype, device=r.device))
+    return torch.cat(parts, dim=1)
+
+
+# --------------------------------------------------------------------------- head scores
+
+
+@dataclass(frozen=True)
+class HeadScores:
+    """Five ``(layers, heads)`` score grids (see ``SCORE_DOCS`` for definitions).
+
+    ``source`` says where the first four were measured: ``"prompt"`` (the
+    user's tokens) or ``"random"`` (the first, unrepeated half of the random
+    sequences). Induction is always measured on the repeated random sequences.
+    """
+
+    previous_token: torch.Tensor    # (L, H)
+    first_token: torch.Tensor       # (L, H)
+    current_token: torch.Tensor     # (L, H)
+    entropy: torch.Tensor           # (L, H)
+    induction: torch.Tensor         # (L, H)
+    source: str
+    n_tokens: int                   # tokens of the pass that gave the first four
+    seq_len: int                    # length of the repeated random half
+    batch: int
+    seed: int | None
+    note: str = ""
+    docs: dict[str, str] = field(default_factory=lambda: dict(SCORE_DOCS))
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.previous_token.shape[0])
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.previous_token.shape[1])
+
+    def score(self, name: str) -> torch.Tensor:
+        if name not in SCORE_NAMES:
+            raise KeyError(f"unknown score {name!r}; choose one of {', '.join(SCORE_NAMES)}")
+        return getattr(self, name)
+
+    def rows(self) -> list[dict]:
+        """One row per head: ``layer``, ``head`` and every score (what a clicked cell selects)."""
+        return [{"layer": l, "head": h, **{n: float(self.score(n)[l, h]) for n in SCORE_NAMES}}
+                for l in range(self.n_layers) for h in range(self.n_heads)]
+
+    def top(self, name: str, k: int = 5, largest: bool = True) -> list[tuple[int, int, float]]:
+        """The ``k`` heads with the highest (or lowest) score: ``(layer, head, value)``."""
+        flat = self.score(name).flatten()
+        vals, idx = torch.topk(flat, min(k, flat.numel()), largest=largest)
+        return [(int(i) // self.n_heads, int(i) % self.n_heads, float(v)) for v, i in zip(vals, idx)]
+
+    def to_json(self) -> str:
+        return dumps({
+            "scores": {n: self.score(n).tolist() for n in SCORE_NAMES}, "docs": self.docs,
+            "source": self.source, "n_tokens": self.n_tokens, "seq_len": self.seq_len,
+            "batch": self.batch, "seed": self.seed, "note": self.note,
+        })
+
+    def to_csv(self) -> str:
+        return rows_to_csv(self.rows())
+
+
+def _scored_pass(model: GPTModel, ids: torch.Tensor,
+                 reducers: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """One forward pass; each layer's ``(B, H, T, T)`` weights reduced to ``(H,)`` per reducer, then dropped."""
+    n = model.cfg.n_layers
+    out = {k: torch.zeros(n, model.cfg.n_heads) for k in reducers}
+
+    def at(layer: int):
+        def fn(pattern: torch.Tensor, name: str) -> None:
+            for key, reduce in reducers.items():
+                out[key][layer] = reduce(pattern).cpu()
+            if layer == n - 1:
+                raise StopForward
+        return this_thread_only(fn)
+
+    with eval_mode(model), hooks(model, {pattern_hook_name(l): at(l) for l in range(n)}):
+        try:
+            model(ids)
+        except StopForward:
+            pass
+    return out
+
+
+@torch.inference_mode()
+def head_scores(model: GPTModel, tokens: TokenInput | None = None, *,
+                tokenizer: TokenizerLike | None = None, seq_len: int = 50, batch: int = 4,
+                seed: int = 0, generator: torch.Generator | None = None,
+                prefix_id: int | None = None, low: int = 0, high: int | None = None) -> HeadScores:
+    """Score every head of ``model``: previous-token, first-token (sink), current-token,
+    mean entropy and induction — each a ``(n_layers, n_heads)`` float tensor on the CPU.
+
+    Definitions (weights ``A[i, j]``: query ``i``, key ``j``; means over the batch):
+
+    - ``previous_token``: mean ``A[i, i-1]`` over queries ``i >= 1``;
+    - ``first_token``: mean ``A[i, 0]`` over ``i >= 1`` — the "attention sink";
+    - ``current_token``: mean ``A[i, i]`` over ``i >= 1``;
+    - ``entropy``: mean over ``i >= 1`` of ``-sum_j A[i,j] ln A[i,j]`` (nats);
+    - ``induction``: on ``[prefix_id] + r + r`` (``r``: ``seq_len`` tokens drawn
+      uniformly from ``[low, high)``), mean weight of each second-half token on
+      the token after its first occurrence (key ``i - seq_len + 1``).
+
+    The first four are measured on ``tokens`` (ids, or text with ``tokenizer``)
+    when given, else on the unrepeated first half of the random sequences.
+    The random batch comes from ``generator`` if given, else from
+    ``torch.Generator().manual_seed(seed)`` — see :func:`repeated_random_tokens`.
+    ``seq_len`` is shrunk to fit the context (``note`` says so). Two passes at
+    most; only ``(L, H)`` numbers are kept, never the weights.
+    """
+    if batch < 1 or seq_len < 2:
+        raise ValueError("need batch >= 1 and seq_len >= 2")
+    ctx = model.cfg.context_length
+    prefix_len = 0 if prefix_id is None else 1
+    note = ""
+    fit = (ctx - prefix_len) // 2
+    if seq_len > fit:
+        if fit < 2:
+            raise ValueError(f"context length {ctx} is too short for an induction sequence")
+        note = f"seq_len {seq_len} does not fit twice in the context ({ctx}); used {fit}."
+        seq_len = fit
+    rand = repeated_random_tokens(model.cfg.vocab_size, seq_len, batch=batch, seed=seed,
+                                  generator=generator, prefix_id=prefix_id, low=low, high=high)
+    rand = rand.to(model.device)                                                # (B, P + 2n)
+    half = (1, prefix_len + seq_len)  # queries of the unrepeated half
+    reducers = {"induction": lambda p: induction_score(p, seq_len, prefix_len)}
+    if tokens is None:
+        reducers.update(
+            previous_token=lambda p: previous_token_score(p, half),
+            first_token=lambda p: first_token_score(p, half),
+            current_token=lambda p: current_token_score(p, half),
+            entropy=lambda p: entropy_score(p, half),
+        )
+    got = _scored_pass(model, rand, reducers)
+    source, n_tokens = "random", prefix_len + seq_len
+    if tokens is not None:
+        prep = prepare(model, tokens, tokenizer=tokenizer)
+        if prep.n_tokens < 2:
+            raise ValueError("head scores need a prompt of at least 2 tokens")
+        got.update(_scored_pass(model, prep.ids, {
+            "previous_token": previous_token_score, "first_token": first_token_score,
+            "current_token": current_token_score, "entropy": entropy_score,
+        }))
+        source, n_tokens, note = "prompt", prep.n_tokens, join_notes(prep.note, note)
+    return HeadScores(source=source, n_tokens=n_tokens, seq_len=seq_len, batch=batch,
+                      seed=None if generator is not None else seed, note=note, **got)

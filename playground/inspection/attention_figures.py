@@ -1,0 +1,219 @@
+"""Plotly figures of captured attention: one head, one layer's heads, heads aggregated, head scores.
+
+Conventions shared by every attention figure: query rows top to bottom, key
+columns left to right, future cells left blank (not 0, so the triangle reads
+as "cannot see" rather than "chose not to look"), hover names both tokens.
+Long prompts: a query/key window (default: the last ``max_tokens``), every
+n-th label, an optional log colour scale, and an optional hidden first-token
+column — the attention sink that otherwise squeezes every other weight into
+the bottom of the colour range. Whatever was left out is said in the title.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from .attention import SCORE_DOCS, SCORE_NAMES, AttentionCapture, HeadScores
+from .axes import token_ticks, window
+
+HEAD_VIEW_TOKENS = 256    # one head: at most this many queries and keys by default
+GRID_VIEW_TOKENS = 96     # each small heatmap of a layer grid
+LOG_FLOOR = 1e-4
+KEYS_ON_TOP = 32          # short prompts read like a matrix (keys on top); long ones keep the title clear
+COLORSCALE = "Blues"
+
+
+def _view(cap: AttentionCapture, w: torch.Tensor, query_window, key_window, limit: int,
+          hide_first: bool, log_scale: bool) -> dict:
+    """Cut ``w`` (..., T, T) to the windows; NaN the future; optional log; notes on what was cut."""
+    t = cap.n_tokens
+    qs, qe = window(t, query_window, limit)
+    if key_window is None:
+        ks, ke = (0, qe) if qe <= limit else (qs, qe)   # keys before the query window only if they fit
+    else:
+        ks, ke = window(t, key_window, limit)
+    notes = []
+    if hide_first and ks == 0:
+        ks = 1
+        notes.append("first-token column hidden")
+    if ks >= ke:
+        raise ValueError("the key window is empty")
+    weights = w[..., qs:qe, ks:ke].float().cpu().numpy()
+    q_pos = np.arange(qs, qe)[:, None]
+    k_pos = np.arange(ks, ke)[None, :]
+    weights = np.where(k_pos > q_pos, np.nan, weights)
+    z = np.log10(np.maximum(weights, LOG_FLOOR)) if log_scale else weights
+    if (qs, qe) != (0, t) or (ks, ke) not in ((0, t), (1, t)):
+        notes.append(f"queries {qs}-{qe - 1}, keys {ks}-{ke - 1} of {t} tokens")
+    if cap.note:
+        notes.append(cap.note)
+    return dict(weights=weights, z=z, queries=list(range(qs, qe)), keys=list(range(ks, ke)), notes=notes)
+
+
+def _hover_data(cap: AttentionCapture, v: dict) -> np.ndarray:
+    """(Q, K, 3) object array: query label, key label, weight — what each cell's hover shows."""
+    q_lab = np.array([cap.labels[i] for i in v["queries"]], dtype=object)
+    k_lab = np.array([cap.labels[i] for i in v["keys"]], dtype=object)
+    shape = v["weights"].shape[-2:]
+    return np.stack([np.broadcast_to(q_lab[:, None], shape), np.broadcast_to(k_lab[None, :], shape),
+                     v["weights"].astype(object)], axis=-1)
+
+
+_HOVER = ("query %{y} %{customdata[0]}<br>key %{x} %{customdata[1]}"
+          "<br>weight %{customdata[2]:.4f}<extra>%{fullData.name}</extra>")
+
+
+def _colorbar(log_scale: bool) -> dict:
+    if not log_scale:
+        return dict(title="weight")
+    exps = list(range(int(math.log10(LOG_FLOOR)), 1))
+    return dict(title="weight", tickvals=exps, ticktext=[f"1e{e}" if e else "1" for e in exps])
+
+
+def _title(text: str, notes: list[str]) -> dict:
+    sub = f"<br><sup>{'; '.join(notes)}</sup>" if notes else ""
+    return dict(text=text + sub)
+
+
+def head_figure(cap: AttentionCapture, layer: int, head: int, *,
+                query_window: tuple[int, int] | None = None, key_window: tuple[int, int] | None = None,
+                log_scale: bool = False, hide_first: bool = False, label_every: int | None = None,
+                max_tokens: int = HEAD_VIEW_TOKENS) -> go.Figure:
+    """One head as a heatmap: query rows, key columns, token labels on both axes."""
+    v = _view(cap, cap.head(layer, head), query_window, key_window, max_tokens, hide_first, log_scale)
+    fig = go.Figure(go.Heatmap(
+        z=v["z"], x=v["keys"], y=v["queries"], customdata=_hover_data(cap, v), hovertemplate=_HOVER,
+        name=f"L{layer} H{head}", colorscale=COLORSCALE, colorbar=_colorbar(log_scale),
+        zmin=math.log10(LOG_FLOOR) if log_scale else 0.0, zmax=0.0 if log_scale else None,
+        hoverongaps=False,
+    ))
+    top = len(v["keys"]) <= KEYS_ON_TOP
+    fig.update_layout(
+        title=_title(f"Layer {layer}, head {head}: where each token looks", v["notes"]),
+        xaxis=dict(title="key (attended to)", side="top" if top else "bottom",
+                   **token_ticks(v["keys"], cap.labels, label_every)),
+        yaxis=dict(title="query (attending)", autorange="reversed",
+                   **token_ticks(v["queries"], cap.labels, label_every)),
+        plot_bgcolor="white", margin=dict(t=150 if top else 90),
+        height=max(450, min(900, 18 * len(v["queries"]) + 250)),
+    )
+    return fig
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
+
+
+def layer_figure(cap: AttentionCapture, layer: int, *,
+                 query_window: tuple[int, int] | None = None, key_window: tuple[int, int] | None = None,
+                 log_scale: bool = False, hide_first: bool = False,
+                 max_tokens: int = GRID_VIEW_TOKENS) -> go.Figure:
+    """All heads of one layer as small heatmaps on one colour scale (bertviz's model view, per layer)."""
+    w = cap.layer(layer)                                                      # (H, T, T)
+    v = _view(cap, w, query_window, key_window, max_tokens, hide_first, log_scale)
+    h = cap.n_heads
+    rows, cols = _grid(h)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"head {i}" for i in range(h)],
+                        shared_xaxes=True, shared_yaxes=True,
+                        horizontal_spacing=0.02, vertical_spacing=0.08 if len(v["keys"]) <= 16 else 0.05)
+    hover = _hover_data(cap, {**v, "weights": v["weights"][0]})
+    for i in range(h):
+        hover[..., 2] = v["weights"][i].astype(object)
+        fig.add_trace(go.Heatmap(
+            z=v["z"][i], x=v["keys"], y=v["queries"], customdata=hover.copy(), hovertemplate=_HOVER,
+            name=f"L{layer} H{i}", coloraxis="coloraxis", hoverongaps=False,
+        ), row=i // cols + 1, col=i % cols + 1)
+    if len(v["queries"]) <= 16:   # small multiples: labels only along the outer edges (shared axes)
+        fig.update_xaxes(**token_ticks(v["keys"], cap.labels))
+        fig.update_yaxes(**token_ticks(v["queries"], cap.labels))
+    else:
+        fig.update_xaxes(showticklabels=False)
+        fig.update_yaxes(showticklabels=False)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(
+        title=_title(f"Layer {layer}: all {h} heads (rows: queries, columns: keys)", v["notes"]),
+        coloraxis=dict(colorscale=COLORSCALE, colorbar=_colorbar(log_scale),
+                       cmin=math.log10(LOG_FLOOR) if log_scale else 0.0, cmax=0.0 if log_scale else None),
+        plot_bgcolor="white", height=max(400, 220 * rows), margin=dict(t=110),
+    )
+    return fig
+
+
+def aggregate_figure(cap: AttentionCapture, layer: int, *,
+                     query_window: tuple[int, int] | None = None, key_window: tuple[int, int] | None = None,
+                     log_scale: bool = False, hide_first: bool = False, label_every: int | None = None,
+                     max_tokens: int = HEAD_VIEW_TOKENS) -> go.Figure:
+    """Mean and max over one layer's heads, side by side: where the layer as a whole looks,
+    and whether any single head looks there hard."""
+    w = cap.layer(layer).float()                                              # (H, T, T)
+    agg = torch.stack([w.mean(0), w.amax(0)])                                 # (2, T, T)
+    v = _view(cap, agg, query_window, key_window, max_tokens, hide_first, log_scale)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["mean over heads", "max over heads"],
+                        horizontal_spacing=0.08)
+    hover = _hover_data(cap, {**v, "weights": v["weights"][0]})
+    for i, name in enumerate(("mean", "max")):
+        hover[..., 2] = v["weights"][i].astype(object)
+        fig.add_trace(go.Heatmap(z=v["z"][i], x=v["keys"], y=v["queries"], customdata=hover.copy(),
+                                 hovertemplate=_HOVER, name=name, coloraxis="coloraxis",
+                                 hoverongaps=False), row=1, col=i + 1)
+    fig.update_xaxes(title="key", **token_ticks(v["keys"], cap.labels, label_every))
+    fig.update_yaxes(autorange="reversed", **token_ticks(v["queries"], cap.labels, label_every))
+    fig.update_yaxes(title="query", row=1, col=1)
+    fig.update_layout(
+        title=_title(f"Layer {layer}: heads aggregated", v["notes"]),
+        coloraxis=dict(colorscale=COLORSCALE, colorbar=_colorbar(log_scale),
+                       cmin=math.log10(LOG_FLOOR) if log_scale else 0.0, cmax=0.0 if log_scale else None),
+        plot_bgcolor="white", margin=dict(t=110),
+    )
+    return fig
+
+
+SCORE_TITLES = {
+    "previous_token": "previous-token score", "first_token": "first-token (sink) score",
+    "current_token": "current-token score", "entropy": "mean entropy (nats)", "induction": "induction score",
+}
+
+
+def head_scores_figure(scores: HeadScores, name: str | None = None) -> go.Figure:
+    """Layer x head grid of one score, or of all five with buttons to switch.
+
+    Each cell's ``customdata`` is ``[layer, head]``: the app reads a click from
+    it to open that head's heatmap. Rows are layers (0 at the top), columns heads.
+    """
+    names = SCORE_NAMES if name is None else (name,)
+    layers, heads = list(range(scores.n_layers)), list(range(scores.n_heads))
+    cells = np.stack(np.meshgrid(layers, heads, indexing="ij"), axis=-1)     # (L, H, 2)
+    fig = go.Figure()
+    for i, n in enumerate(names):
+        z = scores.score(n).numpy()
+        fig.add_trace(go.Heatmap(
+            z=z, x=heads, y=layers, customdata=cells, name=n, visible=i == 0,
+            text=np.vectorize(lambda x: f"{x:.2f}")(z), texttemplate="%{text}" if z.size <= 400 else None,
+            colorscale="Viridis" if n == "entropy" else "Blues",
+            zmin=0.0, zmax=None if n == "entropy" else 1.0, colorbar=dict(title=n.replace("_", " ")),
+            hovertemplate=f"layer %{{customdata[0]}}, head %{{customdata[1]}}<br>{n}: %{{z:.3f}}<extra></extra>",
+        ))
+    src = "your prompt" if scores.source == "prompt" else "random tokens"
+
+    def title(n: str) -> dict:
+        where = "random sequence repeated twice" if n == "induction" else src
+        return dict(text=f"{SCORE_TITLES[n]} of every head<br><sup>{SCORE_DOCS[n]}; measured on {where}</sup>")
+
+    fig.update_layout(
+        title=title(names[0]), xaxis=dict(title="head", tickmode="array", tickvals=heads),
+        yaxis=dict(title="layer", tickmode="array", tickvals=layers, autorange="reversed"),
+        plot_bgcolor="white", margin=dict(t=120),
+    )
+    if len(names) > 1:
+        fig.update_layout(updatemenus=[dict(
+            type="buttons", direction="right", x=0, y=-0.15, xanchor="left", yanchor="top",
+            buttons=[dict(label=SCORE_TITLES[n].split(" (")[0].replace(" score", ""), method="update",
+                          args=[{"visible": [j == i for j in range(len(names))]}, {"title": title(n)}])
+                     for i, n in enumerate(names)],
+        )])
+    return fig
