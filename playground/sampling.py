@@ -62,7 +62,9 @@ def sampling_distribution(logits: torch.Tensor, params: SamplingParams) -> torch
     logits = logits.float()
     if params.greedy:
         return torch.softmax(logits, dim=-1)
-    filtered = top_p_filter(top_k_filter(logits / params.temperature, params.top_k), params.top_p)
+    # Shift first so the best logit is 0: a tiny temperature then gives -inf, never inf - inf.
+    scaled = (logits - logits.max(dim=-1, keepdim=True).values) / params.temperature
+    filtered = top_p_filter(top_k_filter(scaled, params.top_k), params.top_p)
     return torch.softmax(filtered, dim=-1)
 
 

@@ -56,3 +56,9 @@ def test_sampling_respects_filters_and_generator():
 def test_bad_params_rejected(kwargs):
     with pytest.raises(ValueError):
         SamplingParams(**kwargs)
+
+
+def test_tiny_temperature_is_near_greedy_not_nan():
+    logits = torch.tensor([[1.0, 3.0, 2.0], [1e4, -1e4, 0.0]])
+    probs = sampling_distribution(logits, SamplingParams(temperature=1e-38))
+    assert torch.equal(probs, torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
