@@ -9,6 +9,10 @@ import torch
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test touches the network
 
+# One thread: tiny models gain nothing from two, and the suite must not collapse when the
+# machine's other core is busy (two OpenMP threads on a loaded 2-core box run ~10x slower).
+torch.set_num_threads(1)
+
 from playground.config import GPTConfig  # noqa: E402
 from playground.model import GPTModel  # noqa: E402
 from tests.factories import TINY, make_model  # noqa: E402

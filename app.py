@@ -1,0 +1,64 @@
+"""GPT-2 Playground, the web app: ``python app.py [--weights PATH] [--host HOST] [--port PORT]``.
+
+Importing this module builds ``demo`` without starting a server (tests and
+``gradio app.py`` use it); the server starts only under ``__main__``. The
+weights file comes from ``--weights``, else ``$PLAYGROUND_WEIGHTS``, else
+``weights/default.safetensors``; when it is missing the app still starts and
+says so, and a model can be chosen in the Model tab.
+"""
+from __future__ import annotations
+
+import time
+
+_STARTED = time.perf_counter()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from playground.paths import DEFAULT_WEIGHTS, WEIGHTS_DIR  # noqa: E402
+from playground.ui import ModelHolder, build_demo, launch_kwargs  # noqa: E402
+
+WEIGHTS_ENV = "PLAYGROUND_WEIGHTS"
+DEVICE_ENV = "PLAYGROUND_DEVICE"          # cpu / cuda / cuda:1; default: cuda when present
+LOCK_ENV = "PLAYGROUND_LOCK_MODEL"        # 1: hide the Model tab's load/upload/download controls
+QUEUE_ENV = "PLAYGROUND_QUEUE_SIZE"       # requests waiting at most (default 64)
+
+
+def _on(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+holder = ModelHolder(os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS, device=os.environ.get(DEVICE_ENV) or None)
+demo = build_demo(holder, weights_dir=WEIGHTS_DIR, allow_model_change=not _on(LOCK_ENV),
+                  queue_size=int(os.environ.get(QUEUE_ENV) or 64))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="GPT-2 Playground web app")
+    p.add_argument("--weights", default=None,
+                   help=f"safetensors file to serve (default: ${WEIGHTS_ENV} or {DEFAULT_WEIGHTS})")
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; 0.0.0.0 for everyone)")
+    p.add_argument("--port", type=int, default=None, help="port (default 7860, or the next free one)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.weights:
+        holder.default_path = Path(args.weights)
+    if args.device:
+        holder.device = args.device
+    # Load while the server starts; the first request waits for it if it comes sooner.
+    threading.Thread(target=holder.ensure_loaded, name="load-default", daemon=True).start()
+    demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True, **launch_kwargs())
+    print(f"Serving after {time.perf_counter() - _STARTED:.1f} s; the model loads in the background.", flush=True)
+    demo.block_thread()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The named API endpoints: plain JSON in, plain JSON out, the same checks as the page.
+
+Registered with ``gr.api`` inside the Blocks, so their signatures (from the
+type hints below) are what ``gradio_client`` shows in ``view_api()``. Values
+arrive exactly as the caller sent them (strings for numbers, None, NaN, ...):
+every one goes through :mod:`.validate` before the model is touched.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import gradio as gr
+
+from . import handlers as h
+from .state import ModelHolder
+
+ENDPOINTS = ("generate", "attention", "trace", "params", "logit_lens", "next_token", "model_info")
+
+
+def register(holder: ModelHolder, model_queue: dict[str, Any]) -> None:
+    """Add the seven endpoints to the Blocks being built. ``model_queue`` is the shared
+    ``concurrency_id``/``concurrency_limit`` of everything that runs the model."""
+
+    def generate(prompt: str, max_new_tokens: int = 50, temperature: float = 1.0, top_k: int = 50,
+                 top_p: float = 1.0, seed: int | None = None, alternatives: int = 5) -> Iterator[dict]:
+        """Stream a continuation of `prompt`, one message per token: {"done": false, "step", "token",
+        "token_id", "prob", "alternatives": [[id, token, prob], ...], "text" (all generated text so far),
+        "cropped"}. The last message has "done": true and the whole record (settings, steps,
+        tokens_per_second, crop_started_at). temperature 0 = greedy; top_k 0 = off; seed null = random."""
+        snap = holder.require()
+        req = h.check_generate(snap, prompt, max_new_tokens, temperature, top_k, top_p, seed, alternatives)
+        for view in h.stream_generation(snap, req):
+            if view.done:
+                yield {"done": True, **view.record()}
+            else:
+                s = view.steps[-1]
+                yield {"done": False, "step": s["step"], "token": s["token"], "token_id": s["id"],
+                       "prob": s["prob"], "alternatives": s["top"], "text": view.text, "cropped": s["cropped"]}
+
+    def attention(prompt: str, layer: int = 0, head: int = 0, view: str = "single head") -> dict:
+        """Attention weights of one head ("single head": T x T), of every head of a layer ("all heads":
+        H x T x T) or their mean and max ("mean & max"), with the token labels, and the layer x head
+        score grids (previous_token, first_token, current_token, induction, entropy). Prompts are
+        capped at 256 tokens (the last ones; "note" says so)."""
+        snap = holder.require()
+        req = h.check_attention(snap, prompt, layer, head, view)
+        return _json(h.attention_view(snap, req, figures=False).to_json())
+
+    def trace(prompt: str, language: str = "en", expand: bool = False) -> dict:
+        """Every step of a real forward pass on `prompt`: input and output shapes, parameters and an
+        explanation ("en" or "zh"). Blocks 1.. are one row unless `expand`."""
+        snap = holder.require()
+        tv = h.trace_view(snap, prompt, language, expand)
+        return {"rows": tv.table(), "total_params": tv.trace.total_params, "n_layers": tv.trace.n_layers,
+                "token_ids": list(tv.trace.token_ids), "tokens": list(tv.trace.labels), "note": tv.note}
+
+    def params(vocab_size: int = 50257, context_length: int = 1024, emb_dim: int = 768, n_heads: int = 12,
+               n_layers: int = 12, qkv_bias: bool = False, tie_embeddings: bool = False,
+               preset: str = "") -> dict:
+        """Parameter count of a config, line by line with formulas, totals tied/untied and memory.
+        A non-empty `preset` (book-124M, gpt2, gpt2-medium, gpt2-large, gpt2-xl) replaces the other
+        values. No model needed; "comparison" relates it to the loaded model."""
+        cfg = h.preset_config(preset) if preset else h.check_params(
+            vocab_size, context_length, emb_dim, n_heads, n_layers, qkv_bias, tie_embeddings)
+        return h.params_view(cfg, holder.current()).data()
+
+    def logit_lens(prompt: str, top_k: int = 5) -> dict:
+        """The model's top-k prediction after the embeddings and after every block, at every position
+        (the last 64 tokens of a long prompt)."""
+        snap = holder.require()
+        return h.lens_view(snap, prompt, top_k).data()
+
+    def next_token(prompt: str, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                   show: int = 10) -> dict:
+        """The `show` most likely next tokens and their probability before and after temperature,
+        top-k and top-p (what sampling draws from)."""
+        snap = holder.require()
+        return h.next_view(snap, prompt, temperature, top_k, top_p, show).data()
+
+    def model_info() -> dict:
+        """The loaded model: name, file, layout, config, parameters, dtype, device, size, sha256."""
+        return holder.info()
+
+    for fn in (generate, attention, trace, logit_lens, next_token):
+        gr.api(fn, api_name=fn.__name__, **model_queue)
+    gr.api(params, api_name="params", concurrency_id="light", concurrency_limit=None)
+    gr.api(model_info, api_name="model_info", concurrency_id="light", concurrency_limit=None)
+
+
+def _json(text: str) -> dict:
+    import json
+    return json.loads(text)

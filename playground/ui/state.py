@@ -1,0 +1,172 @@
+"""The one model this app serves, shared by every browser session.
+
+Policy: one model per app. Loading another file replaces it for everyone
+(the Model tab says so); a request already running keeps the model it
+started with, because handlers take a :class:`Snapshot` once and use only
+that. Memory stays bounded by one model (two for a moment during a swap).
+A file that fails to load changes nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..model import GPTModel
+from ..weights import WeightsError, load_model
+
+
+def pick_device(name: str | None = None) -> str:
+    """``name`` if given, else CUDA when present, else CPU."""
+    if name:
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Snapshot:
+    """What one request works with: the model and facts about where it came from."""
+
+    model: GPTModel
+    name: str
+    path: Path
+    layout: str
+    file_dtype: torch.dtype
+    file_size: int
+    device: str
+    generation: int                    # bumps on every load: a cache key for derived results
+    loaded_at: float = field(default_factory=time.time)
+    load_seconds: float = 0.0
+    _sha256: list[str | None] = field(default_factory=lambda: [None])
+
+    @property
+    def sha256(self) -> str | None:
+        return self._sha256[0]
+
+    def info(self) -> dict[str, Any]:
+        cfg = self.model.cfg
+        return {
+            "loaded": True,
+            "name": self.name,
+            "file": self.path.name,
+            "layout": self.layout,
+            "config": cfg.to_dict(),
+            "parameters": self.model.num_parameters(),
+            "dtype": str(self.model.dtype).replace("torch.", ""),
+            "file_dtype": str(self.file_dtype).replace("torch.", ""),
+            "device": self.device,
+            "file_size_bytes": self.file_size,
+            "sha256": self.sha256,
+            "sha256_prefix": self.sha256[:12] if self.sha256 else None,
+            "load_seconds": round(self.load_seconds, 3),
+        }
+
+
+class ModelHolder:
+    """Thread-safe holder of the current :class:`Snapshot` (or none yet).
+
+    The default file is loaded on first need (or eagerly by ``app.py``); loads
+    are serialised by one lock, so a request that arrives while the default is
+    loading waits for it instead of loading it a second time.
+    """
+
+    def __init__(self, default_path: "str | Path | None" = None, device: str | None = None,
+                 dtype: torch.dtype = torch.float32, hash_in_background: bool = True) -> None:
+        self.default_path = Path(default_path) if default_path else None
+        self.device = pick_device(device)
+        self.dtype = dtype
+        self.hash_in_background = hash_in_background
+        self._load_lock = threading.RLock()
+        self._snapshot: Snapshot | None = None
+        self._generation = 0
+        self._tried_default = False
+        self.startup_error: str | None = None
+
+    # ----------------------------------------------------------------- reading
+
+    def current(self) -> Snapshot | None:
+        return self._snapshot
+
+    def require(self) -> Snapshot:
+        """The current snapshot (loading the default on first need), or a plain-language error."""
+        snap = self.ensure_loaded()
+        if snap is None:
+            import gradio as gr
+            raise gr.Error(self.missing_message(), title="No model loaded", print_exception=False)
+        return snap
+
+    def missing_message(self) -> str:
+        why = f" ({self.startup_error})" if self.startup_error else ""
+        return ("No model is loaded yet" + why + ". Open the Model tab to pick a weights file, "
+                "upload one, or download GPT-2.")
+
+    def info(self) -> dict[str, Any]:
+        snap = self.ensure_loaded()
+        if snap is None:
+            return {"loaded": False, "message": self.missing_message(), "device": self.device}
+        return snap.info()
+
+    # ----------------------------------------------------------------- loading
+
+    def load(self, path: "str | Path", name: str | None = None) -> Snapshot:
+        """Load ``path`` and make it the current model; raises WeightsError and keeps the old one."""
+        path = Path(path)
+        with self._load_lock:
+            start = time.perf_counter()
+            loaded = load_model(path, dtype=self.dtype, device=self.device)
+            seconds = time.perf_counter() - start
+            self._generation += 1
+            snap = Snapshot(model=loaded.model, name=name or path.stem, path=path, layout=loaded.layout,
+                            file_dtype=loaded.file_dtype, file_size=path.stat().st_size,
+                            device=self.device, generation=self._generation, load_seconds=seconds)
+            self._snapshot = snap
+            self._tried_default = True
+            self.startup_error = None
+        self._hash(snap)
+        return snap
+
+    def ensure_loaded(self) -> Snapshot | None:
+        """The current snapshot, trying the default file once if nothing is loaded yet.
+
+        A missing or bad default leaves ``startup_error`` (shown in the UI), not a crash.
+        """
+        if self._snapshot is not None:
+            return self._snapshot
+        with self._load_lock:      # waits for a load in progress (e.g. the default, at start-up)
+            if self._snapshot is None and not self._tried_default:
+                self._tried_default = True
+                path = self.default_path
+                if path is None:
+                    self.startup_error = "no default weights file configured"
+                elif not path.exists():
+                    self.startup_error = f"{path.name} was not found in {path.parent}"
+                else:
+                    try:
+                        self.load(path)
+                    except (WeightsError, OSError) as e:
+                        self.startup_error = str(e)
+        return self._snapshot
+
+    def _hash(self, snap: Snapshot) -> None:
+        def work() -> None:
+            try:
+                snap._sha256[0] = sha256_of(snap.path)
+            except OSError:
+                snap._sha256[0] = None
+        if self.hash_in_background:
+            threading.Thread(target=work, name="sha256", daemon=True).start()
+        else:
+            work()

@@ -1,0 +1,71 @@
+"""Look and feel: system fonts only (nothing fetched from the network), a presentation mode.
+
+Gradio 6 takes ``theme``, ``css`` and ``js`` in ``launch()``; :func:`launch_kwargs`
+gathers them so ``app.py`` and the tests launch the same page.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+import plotly.graph_objects as go
+
+SANS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
+MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
+
+
+def theme() -> gr.themes.Base:
+    return gr.themes.Default(primary_hue="blue", font=SANS, font_mono=MONO)
+
+
+# Presentation mode: larger text and strong contrast for a projector. Theme variables are
+# declared on :root, and a variable built from another (--body-text-size: var(--text-md))
+# is resolved there, so the derived ones are declared again here.
+_SIZES = "\n".join(f"  --{name}: var(--text-{size});" for name, size in [
+    ("body-text-size", "md"), ("block-info-text-size", "sm"), ("block-label-text-size", "md"),
+    ("block-title-text-size", "md"), ("section-header-text-size", "md"), ("checkbox-label-text-size", "md"),
+    ("input-text-size", "md"), ("prose-text-size", "md"), ("button-large-text-size", "lg"),
+    ("button-medium-text-size", "md"), ("button-small-text-size", "md"), ("table-text-size", "md")])
+
+CSS = f"""
+.gradio-container {{ max-width: 1500px !important; }}
+#title h1 {{ margin-bottom: 0; }}
+#model-badge p {{ margin: 0; }}
+.token-help {{ font-size: var(--text-sm); color: var(--body-text-color-subdued); }}
+body.presentation {{
+  --text-xxs: 14px; --text-xs: 16px; --text-sm: 18px; --text-md: 22px; --text-lg: 26px;
+  --text-xl: 32px; --text-xxl: 38px;
+{_SIZES}
+  --body-text-color: #000; --body-text-color-subdued: #222; --block-label-text-color: #000;
+  --block-title-text-color: #000; --block-info-text-color: #222; --input-text-color: #000;
+  --background-fill-primary: #fff; --background-fill-secondary: #f2f2f2;
+  --block-border-color: #000; --border-color-primary: #000; --input-border-color: #000;
+  --block-border-width: 2px; --input-border-width: 2px;
+  --color-accent: #0033aa; --button-primary-background-fill: #0033aa;
+  --button-primary-background-fill-hover: #002080; --button-primary-text-color: #fff;
+}}
+body.presentation .gradio-container {{ max-width: none !important; }}
+"""
+
+# Runs once when the page loads; the toggle itself is wired to the checkbox in layout.py.
+TOGGLE_PRESENTATION_JS = "(on) => { document.body.classList.toggle('presentation', !!on); return []; }"
+
+# Turn the query string the server built into a full link and try to put it on the clipboard
+# (browsers allow that on https and localhost; elsewhere the box's copy button still works).
+ABSOLUTE_LINK_JS = """(query) => {
+  const url = window.location.origin + window.location.pathname + (query || "");
+  try { navigator.clipboard && navigator.clipboard.writeText(url).catch(() => {}); } catch (e) {}
+  return url;
+}"""
+
+
+def launch_kwargs() -> dict[str, Any]:
+    """What every ``demo.launch`` of this app passes (plus host/port/prevent_thread_lock)."""
+    return dict(theme=theme(), css=CSS, ssr_mode=False, show_error=True, footer_links=["api"])
+
+
+def style_figure(fig: go.Figure, present: bool = False) -> go.Figure:
+    """Larger fonts for a projector."""
+    if present:
+        fig.update_layout(font=dict(size=18), title_font_size=22, hoverlabel=dict(font_size=18))
+    return fig

@@ -1,0 +1,226 @@
+"""``app.py`` launched for real on a tiny model, driven through ``gradio_client``: every named
+endpoint, streaming, Stop, and the error cases (including raw HTTP values a client cannot send)."""
+from __future__ import annotations
+
+import importlib
+import json
+import socket
+import sys
+import time
+
+import httpx
+import pytest
+import torch
+
+from playground.weights import save_model
+from tests.factories import make_model
+
+ENDPOINTS = {"/generate", "/attention", "/trace", "/params", "/logit_lens", "/next_token", "/model_info"}
+MODEL_ENDPOINTS = {"generate", "attention", "trace", "logit_lens", "next_token"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_module(tmp_path_factory):
+    """``import app`` with the weights path from the environment, as a test or Space would."""
+    path = save_model(make_model(), tmp_path_factory.mktemp("w") / "tiny.safetensors")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PLAYGROUND_WEIGHTS", str(path))
+    sys.modules.pop("app", None)
+    module = importlib.import_module("app")
+    yield module
+    mp.undo()
+    sys.modules.pop("app", None)
+
+
+def test_import_builds_demo_without_serving(app_module):
+    assert app_module.demo is not None and not app_module.demo.is_running
+    assert app_module.holder.current() is None            # loaded on first need, not at import
+    args = app_module.parse_args(["--weights", "w.safetensors", "--host", "0.0.0.0", "--port", "7861"])
+    assert (args.weights, args.host, args.port) == ("w.safetensors", "0.0.0.0", 7861)
+
+
+def test_model_events_share_one_bounded_queue(app_module):
+    demo = app_module.demo
+    assert demo._queue.max_size == 64
+    deps = {d["api_name"]: d for d in demo.config["dependencies"] if d.get("api_name")}
+    for name in MODEL_ENDPOINTS:
+        fn = demo.fns[deps[name]["id"]]
+        assert (fn.concurrency_id, fn.concurrency_limit) == ("model", 1), name
+    ui_model_events = [f for f in demo.fns.values() if f.concurrency_id == "model"]
+    assert len(ui_model_events) > len(MODEL_ENDPOINTS)     # the page's own events use the same queue
+
+
+@pytest.fixture(scope="module")
+def server(app_module):
+    from gradio_client import Client
+
+    from playground.ui import launch_kwargs
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    demo = app_module.demo
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                            quiet=True, **launch_kwargs())
+    client = Client(url, verbose=False)
+    try:
+        yield client, url
+    finally:
+        client.close()
+        demo.close()
+        torch.set_num_threads(before)
+
+
+def error_of(client, *args, api_name: str) -> str:
+    with pytest.raises(Exception) as e:
+        client.predict(*args, api_name=api_name)
+    return str(e.value)
+
+
+@pytest.mark.slow
+def test_only_the_seven_endpoints_are_public(server):
+    client, _ = server
+    api = client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == ENDPOINTS
+    assert api["unnamed_endpoints"] == {}
+    gen = {p["parameter_name"]: p["parameter_default"] for p in api["named_endpoints"]["/generate"]["parameters"]}
+    assert gen == {"prompt": None, "max_new_tokens": 50, "temperature": 1.0, "top_k": 50, "top_p": 1.0,
+                   "seed": None, "alternatives": 5}
+
+
+@pytest.mark.slow
+def test_model_info(server):
+    client, _ = server
+    info = client.predict(api_name="/model_info")
+    assert info["loaded"] and info["name"] == "tiny" and info["device"] == "cpu"
+    assert info["config"]["n_layers"] == 2 and info["parameters"] == make_model().num_parameters()
+
+
+@pytest.mark.slow
+def test_generate_streams_one_message_per_token(server):
+    client, _ = server
+    job = client.submit("Hello there", 8, 1.0, 0, 1.0, 5, 3, api_name="/generate")
+    messages = list(job)
+    assert [m["done"] for m in messages] == [False] * 8 + [True]
+    assert [m["step"] for m in messages[:-1]] == list(range(8))
+    assert all(len(m["alternatives"]) == 3 for m in messages[:-1])
+    final = messages[-1]
+    assert final["generated_tokens"] == 8 and len(final["steps"]) == 8
+    assert final["generated_text"] == messages[-2]["text"] and final["tokens_per_second"] > 0
+    again = client.predict("Hello there", 8, 1.0, 0, 1.0, 5, 3, api_name="/generate")
+    assert again["generated_text"] == final["generated_text"]        # same seed, same text
+
+
+@pytest.mark.slow
+def test_stop_frees_the_worker(server, monkeypatch):
+    client, _ = server
+    from playground.ui import handlers
+    real = handlers.stream_generation
+
+    def slow(*args, **kwargs):          # 10 ms a token: 500 tokens would take 5 s
+        for view in real(*args, **kwargs):
+            time.sleep(0.01)
+            yield view
+    monkeypatch.setattr(handlers, "stream_generation", slow)
+    job = client.submit("Once upon a time", 500, 1.0, 0, 1.0, None, 1, api_name="/generate")
+    deadline = time.time() + 60
+    while len(job.outputs()) < 3 and time.time() < deadline and not job.done():
+        time.sleep(0.02)
+    assert not job.done(), "generation finished before it could be stopped"
+    job.cancel()
+    start = time.perf_counter()
+    result = client.predict("Hi", 2, 0.0, api_name="/generate")     # waits in the same one-at-a-time queue
+    assert result["generated_tokens"] == 2
+    assert time.perf_counter() - start < 4            # not after the 5 s the long run would have taken
+    produced = [m for m in job.outputs() if not m["done"]]
+    assert len(produced) < 500
+
+
+@pytest.mark.slow
+def test_inspection_endpoints(server):
+    client, _ = server
+    prompt = "The cat sat on the mat. The cat sat"
+    head = client.predict(prompt, 1, 2, "single head", api_name="/attention")
+    n = len(head["tokens"])
+    assert head["layer"] == 1 and head["head"] == 2 and len(head["weights"]) == n and len(head["weights"][0]) == n
+    assert set(head["scores"]) == {"previous_token", "first_token", "current_token", "entropy", "induction"}
+    layer = client.predict(prompt, 0, 0, "all heads", api_name="/attention")
+    assert len(layer["weights"]) == 4
+    agg = client.predict(prompt, 0, 0, "mean & max", api_name="/attention")
+    assert set(agg["weights"]) == {"mean", "max"}
+
+    trace = client.predict(prompt, "zh", api_name="/trace")
+    assert trace["rows"][1]["step"] == "词嵌入" and trace["total_params"] == make_model().num_parameters()
+
+    params = client.predict(api_name="/params")
+    assert params["summary"]["total"] == 163_009_536                     # the book's untied count
+    gpt2 = client.predict(preset="gpt2", api_name="/params")
+    assert gpt2["summary"]["total"] == 124_439_808 and "tiny" in gpt2["comparison"]
+
+    lens = client.predict(prompt, 3, api_name="/logit_lens")
+    assert lens["layer_names"] == ["embeddings", "block 0", "block 1"] and len(lens["top_ids"][0][0]) == 3
+
+    nxt = client.predict(prompt, 0.7, 5, 0.9, 4, api_name="/next_token")
+    assert len(nxt["rows"]) == 4 and nxt["n_kept"] <= 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, api_name, fragment", [
+    (("",), "/generate", "Prompt is empty"),
+    (("word " * 40,), "/generate", "at most 32 tokens"),
+    (("Hi", 10_000), "/generate", "Max new tokens must be between 1 and 500"),
+    (("Hi", "lots"), "/generate", "Max new tokens must be a number"),
+    (("Hi", 5, 1.0, 50, 0.0), "/generate", "Top-p must be above 0"),
+    (("Hi", 7), "/attention", "This model has 2 layers"),
+    (("Hi", 0, 9), "/attention", "This model has 4 heads"),
+    (("Hi", 0, 0, "diagonal"), "/attention", "View must be one of"),
+    (("Hi", "klingon"), "/trace", "Language must be one of"),
+    ((768, 1024, 100, 7), "/params", "divisible by the number of heads"),
+    ((0,), "/params", "Vocabulary size must be between"),
+    (("Hi", 0), "/logit_lens", "Top-k must be between 1 and 20"),
+    (("Hi", -3), "/next_token", "Temperature must be at least 0"),
+    (("x" * 100_001,), "/next_token", "too long"),
+])
+def test_errors_are_plain_sentences(server, args, api_name, fragment):
+    client, _ = server
+    assert fragment in error_of(client, *args, api_name=api_name)
+
+
+def raw_call(url: str, api_name: str, body: str) -> str:
+    """POST through Gradio's plain HTTP API (what curl would send), return the event stream text."""
+    base = url.rstrip("/") + "/gradio_api/call/" + api_name
+    with httpx.Client(timeout=60) as http:
+        r = http.post(base, content=body, headers={"content-type": "application/json"})
+        r.raise_for_status()
+        return http.get(f"{base}/{r.json()['event_id']}").text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first, fragment", [
+    ('"Hi", NaN', "Max new tokens must be an ordinary number"),
+    ('"Hi", Infinity', "Max new tokens must be an ordinary number"),
+    ('"Hi", [1, 2]', "Max new tokens must be a number (got list)"),
+    ('"Hi", true', "Max new tokens must be a number, not true"),
+    ('{"a": 1}, 5', "Prompt must be text"),
+    ('null, 5', "Prompt is empty"),
+    ('"Hi", 5, -Infinity', "Temperature must be an ordinary number"),
+])
+def test_raw_http_values_a_client_cannot_send(server, first, fragment):
+    _, url = server
+    # Raw calls must carry every argument (Gradio fills in no defaults for them).
+    given = len(json.loads("[" + first + "]"))            # Python's json reads NaN and Infinity too
+    defaults = ["", 50, 1.0, 50, 1.0, None, 5]
+    body = '{"data": [' + first + "".join(", " + json.dumps(x) for x in defaults[given:]) + "]}"
+    stream = raw_call(url, "generate", body)
+    assert "event: error" in stream and fragment in stream
+
+
+@pytest.mark.slow
+def test_raw_http_generate_streams(server):
+    _, url = server
+    stream = raw_call(url, "generate", json.dumps({"data": ["Hello", 3, 0.0, 0, 1.0, None, 2]}))
+    assert stream.count("event: generating") >= 3 and "event: complete" in stream

@@ -1,0 +1,252 @@
+"""One journey through every tab in a real browser (Debian chromium driven by playwright).
+
+Screenshots land in ``tests/artifacts/`` (git-ignored). Every request the page
+makes is recorded: nothing may leave the app's own server (the page must work offline).
+"""
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from playground.inspection.params import param_breakdown
+from playground.config import PRESETS
+from playground.weights import save_model
+from tests.factories import make_model
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 60_000
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (apt-get install chromium)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    from playground.ui import ModelHolder, build_demo, launch_kwargs
+    folder = tmp_path_factory.mktemp("weights")
+    save_model(make_model(), folder / "tiny.safetensors")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    demo = build_demo(ModelHolder(folder / "tiny.safetensors", device="cpu"), weights_dir=folder)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                            quiet=True, **launch_kwargs())
+    try:
+        yield url.rstrip("/")
+    finally:
+        demo.close()
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    pg.outside = []
+    pg.on("request", lambda r: pg.outside.append(r.url)
+          if not (r.url.startswith(app_url) or r.url.startswith(("data:", "blob:"))) else None)
+    yield pg
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def open_tab(page, label: str) -> None:
+    page.get_by_role("tab", name=label).click()
+
+
+def test_journey_through_every_tab(page, app_url, tmp_path, monkeypatch):
+    page.goto(app_url)
+    prompt = page.locator("#gen-prompt textarea")
+    prompt.wait_for()
+    expect_text(page, "#model-badge", "tiny")
+
+    # Generate: the text streams in, token by token, then the alternatives table fills in.
+    prompt.fill("Once upon a time")
+    page.locator("#gen-tokens").scroll_into_view_if_needed()
+    set_slider(page, "#max-new", 300)
+    record_values(page, "#gen-text textarea")
+    page.click("#generate-btn")
+    expect_text(page, "#gen-stats", "speed")
+    page.wait_for_function("() => !document.querySelector('#gen-stats').innerText.includes('generating')")
+    seen = page.evaluate("window.__seen")
+    grown = [x for x in seen if x.startswith("Once upon a time") and len(x) > len("Once upon a time")]
+    assert len(grown) >= 3, f"text did not stream: {seen}"
+    expect_text(page, "#gen-stats", "generated: 300")
+    expect_text(page, "#alt-caption", "Token 300 of 300")
+    assert "chosen" in page.locator("#alt-table").text_content()
+    page.locator("#gen-tokens .token").nth(3).click()
+    expect_text(page, "#alt-caption", "Token 3 of 300")
+    shot(page, "1-generate")
+
+    # Stop: a long run stops at once and keeps what it had. (The tiny model would finish 500 tokens
+    # before a busy browser gets the click through, so each token is made to take 20 ms.)
+    slow_down_generation(monkeypatch, 0.02)
+    set_slider(page, "#max-new", 500)
+    page.click("#generate-btn")
+    page.wait_for_function("() => document.querySelector('#gen-stats').innerText.includes('generating')")
+    page.click("#stop-btn")
+    expect_text(page, "#gen-stats", "stopped")
+    assert "generated: 500" not in page.inner_text("#gen-stats")
+    monkeypatch.undo()
+
+    # A plain-language error for an empty prompt.
+    prompt.fill("")
+    page.click("#generate-btn")
+    page.get_by_text("Prompt is empty").first.wait_for()
+    prompt.fill("The cat sat on the mat. The cat sat on the")
+
+    # Attention: the prompt follows, a plotly heatmap renders, a grid cell opens its head.
+    open_tab(page, "Attention")
+    assert page.input_value("#att-prompt textarea").startswith("The cat sat")
+    page.locator("#att-fig .js-plotly-plot .heatmaplayer").first.wait_for()
+    expect_text(page, "#att-fig", "Layer 0, head 0")
+    page.hover("#att-fig .js-plotly-plot")
+    page.locator("#att-fig .modebar-btn[data-title='Download plot as a PNG']").wait_for(state="attached")
+    page.click("#score-grid [data-testid=cell-1-3]")            # row = layer 1, column 3 = head 2
+    expect_text(page, "#att-fig", "Layer 1, head 2")
+    shot(page, "2-attention")
+
+    # Shapes: the trace table and its figure, then the Chinese explanations.
+    open_tab(page, "Shapes")
+    expect_text(page, "#trace-table", "token embedding")
+    page.locator("#trace-fig .js-plotly-plot").wait_for()
+    page.locator("#trace-lang").get_by_text("中文").click()
+    expect_text(page, "#trace-table", "词嵌入")
+    shot(page, "3-shapes")
+
+    # Parameters: moving a slider changes the total, no button.
+    open_tab(page, "Parameters")
+    gpt2 = param_breakdown(PRESETS["gpt2"]).total
+    expect_text(page, "#p-summary", f"{gpt2:,}")
+    set_slider(page, "#p-layers", 24)
+    deeper = param_breakdown(PRESETS["gpt2"].replace(n_layers=24)).total
+    expect_text(page, "#p-summary", f"{deeper:,} parameters")
+    page.click("#preset-gpt2-xl")
+    expect_text(page, "#p-summary", f"{param_breakdown(PRESETS['gpt2-xl']).total:,}")
+    shot(page, "4-parameters")
+
+    # Logit lens and next token.
+    open_tab(page, "Logit lens")
+    page.locator("#lens-fig .js-plotly-plot .heatmaplayer").first.wait_for()
+    open_tab(page, "Next token")
+    page.locator("#next-fig .js-plotly-plot .barlayer").first.wait_for()
+    shot(page, "5-next-token")
+
+    # Model: a bad upload is refused with a clear message; the model in use stays.
+    open_tab(page, "Model")
+    expect_text(page, "#model-info", "tiny.safetensors")
+    bad = tmp_path / "not-a-model.safetensors"
+    bad.write_bytes(b"PK\x03\x04 this is a zip, not weights")
+    page.locator("#upload input[type=file]").set_input_files(str(bad))
+    expect_text(page, "#model-status", "Could not load")
+    expect_text(page, "#model-status", "zip archive")
+    expect_text(page, "#model-status", "still tiny")
+    expect_text(page, "#model-info", "tiny.safetensors")
+    expect_text(page, "#model-badge", "tiny")
+    shot(page, "6-model-bad-file")
+
+    # Presentation mode and a link to the current view.
+    open_tab(page, "Attention")
+    page.locator("#present input").check()
+    page.wait_for_function("document.body.classList.contains('presentation')")
+    page.click("#copy-link")
+    link = page.locator("#link-box textarea, #link-box input").first
+    link.wait_for()
+    page.wait_for_function("(el) => el.value.includes('tab=attention')", arg=link.element_handle())
+    assert "layer=1&head=2" in link.input_value() and "present=1" in link.input_value()
+    shot(page, "7-presentation")
+
+    assert page.outside == [], f"the page fetched from outside its server: {page.outside}"
+
+
+def test_deep_link_opens_the_view(page, app_url):
+    page.goto(f"{app_url}/?tab=attention&prompt=Hello+world+again&layer=1&head=3&view=head")
+    page.locator("#att-fig .js-plotly-plot .heatmaplayer").first.wait_for()
+    expect_text(page, "#att-fig", "Layer 1, head 3")
+    assert page.input_value("#att-prompt textarea") == "Hello world again"
+    assert page.get_by_role("tab", name="Attention").get_attribute("aria-selected") == "true"
+    shot(page, "8-deep-link")
+    page.goto(f"{app_url}/?tab=parameters&preset=gpt2-xl&present=1")
+    expect_text(page, "#p-summary", f"{param_breakdown(PRESETS['gpt2-xl']).total:,}")
+    page.wait_for_function("document.body.classList.contains('presentation')")
+    assert page.outside == []
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def expect_text(page, selector: str, text: str, timeout_s: float = 60) -> None:
+    """Wait until the element's visible text contains ``text`` (markdown stars ignored)."""
+    deadline = time.time() + timeout_s
+    got = ""
+    while time.time() < deadline:
+        got = page.inner_text(selector).replace("*", "")
+        if text in got:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{selector} never showed {text!r}; last text: {got[:300]!r}")
+
+
+def set_slider(page, root: str, value: int) -> None:
+    """Type into a slider's number box and commit it, as a user would."""
+    box = page.locator(f"{root} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+    box.blur()
+    page.wait_for_function("([sel, v]) => document.querySelector(sel).value === v",
+                           arg=[f"{root} input[type=range]", str(value)])
+
+
+def slow_down_generation(monkeypatch, seconds_per_token: float) -> None:
+    from playground.ui import handlers
+    real = handlers.stream_generation
+
+    def slow(*args, **kwargs):
+        for view in real(*args, **kwargs):
+            time.sleep(seconds_per_token)
+            yield view
+    monkeypatch.setattr(handlers, "stream_generation", slow)
+
+
+def record_values(page, selector: str) -> None:
+    """Record, in the page itself, every distinct value a text box takes (``window.__seen``):
+    polling from Python would be too slow to see a fast stream."""
+    page.evaluate("""(sel) => {
+        window.__seen = [];
+        clearInterval(window.__recorder);
+        window.__recorder = setInterval(() => {
+            const el = document.querySelector(sel);
+            const v = el ? el.value : "";
+            if (window.__seen[window.__seen.length - 1] !== v) window.__seen.push(v);
+        }, 5);
+    }""", selector)

@@ -1,0 +1,342 @@
+"""The app's handlers, validation, model holder and deep links, called directly on a tiny model."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from playground.config import PRESETS
+from playground.ui import deeplink
+from playground.ui import handlers as h
+from playground.ui import validate as v
+from playground.ui.state import ModelHolder
+from playground.ui.validate import InputError
+from playground.weights import save_model
+from tests.factories import make_model
+
+PROMPT = "The cat sat on the mat. The cat sat on the"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The CPUs are shared: one thread is faster than two fighting for them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("weights")
+    save_model(make_model(), folder / "tiny.safetensors")
+    (folder / "broken.safetensors").write_bytes(b"\x00" * 64)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def holder(weights_dir) -> ModelHolder:
+    return ModelHolder(weights_dir / "tiny.safetensors", device="cpu", hash_in_background=False)
+
+
+@pytest.fixture(scope="module")
+def snap(holder):
+    return holder.require()
+
+
+def message(exc_info) -> str:
+    return exc_info.value.message
+
+
+# ------------------------------------------------------------------------------------------ validate
+
+
+@pytest.mark.parametrize("value, expected", [(5, 5), (5.0, 5), ("7", 7), (" 8 ", 8), ("9.0", 9), (None, 3), ("", 3)])
+def test_whole_accepts_numbers_as_an_api_sends_them(value, expected):
+    assert v.whole(value, "Count", 0, 10, default=3) == expected
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (float("nan"), "ordinary number"), (float("inf"), "ordinary number"), (True, "not true"),
+    ("abc", "must be a number"), ([1], "must be a number (got list)"), (2.5, "whole number"),
+    (11, "between 0 and 10"), (-1, "between 0 and 10"), ("9" * 5000, "ordinary number"), (10**30, "between"),
+])
+def test_whole_refuses_with_a_plain_sentence(value, fragment):
+    with pytest.raises(InputError) as e:
+        v.whole(value, "Count", 0, 10)
+    assert fragment in message(e) and "Count" in message(e)
+
+
+def test_real_bounds_and_open_lower_bound():
+    assert v.real("0.5", "Top-p", 0, 1, lo_open=True) == 0.5
+    assert v.real(None, "Top-p", 0, 1, default=1.0) == 1.0
+    with pytest.raises(InputError, match="above 0"):
+        v.real(0, "Top-p", 0, 1, lo_open=True)
+    with pytest.raises(InputError, match="at most 5"):
+        v.real(1e308, "Temperature", 0, 5)
+    with pytest.raises(InputError, match="ordinary number"):
+        v.real("-inf", "Temperature", 0, 5)
+    with pytest.raises(InputError, match="at most 5"):
+        v.real(10**400, "Temperature", 0, 5)
+
+
+def test_flag_choice_seed():
+    assert v.flag("true", "x") is True and v.flag(0, "x") is False and v.flag(None, "x", True) is True
+    with pytest.raises(InputError):
+        v.flag("maybe", "Expand")
+    assert v.choice(" English ", "Language", v.LANGUAGES) == "en"
+    assert v.choice("中文", "Language", v.LANGUAGES) == "zh"
+    with pytest.raises(InputError, match="one of: en, zh"):
+        v.choice(3, "Language", v.LANGUAGES)
+    assert v.seed(None) is None and v.seed(-1) is None and v.seed("") is None and v.seed("42") == 42
+    with pytest.raises(InputError, match="Seed"):
+        v.seed(2**40)
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("", "empty"), ("   \n", "empty"), (None, "empty"), (12, "must be text"),
+    ("x" * (v.MAX_PROMPT_CHARS + 1), "too long"),
+])
+def test_prompt_refusals(value, fragment):
+    with pytest.raises(InputError, match=fragment):
+        v.prompt(value)
+
+
+def test_prompt_accepts_any_unicode_up_to_the_limit():
+    assert v.prompt("\ud800 lone surrogate, emoji 🙂, 中文") .startswith("\ud800")
+    assert len(v.prompt("y" * v.MAX_PROMPT_CHARS)) == v.MAX_PROMPT_CHARS
+
+
+# ------------------------------------------------------------------------------------------ holder
+
+
+def test_missing_default_leaves_a_notice_not_a_crash(tmp_path):
+    holder = ModelHolder(tmp_path / "nope.safetensors")
+    assert holder.ensure_loaded() is None
+    info = holder.info()
+    assert info["loaded"] is False and "nope.safetensors was not found" in info["message"]
+    with pytest.raises(Exception, match="No model is loaded yet"):
+        holder.require()
+
+
+def test_bad_file_keeps_the_model_in_use(weights_dir, tmp_path):
+    holder = ModelHolder(weights_dir / "tiny.safetensors", hash_in_background=False)
+    before = holder.require()
+    ok, msg = h.load_weights(holder, weights_dir / "broken.safetensors")
+    assert not ok and "Could not load **broken.safetensors**" in msg and "still **tiny**" in msg
+    assert holder.current() is before
+    ok, msg = h.load_weights(holder, tmp_path / "gone.safetensors")
+    assert not ok and holder.current() is before
+    ok, msg = h.load_weights(holder, weights_dir / "tiny.safetensors", "again.safetensors")
+    assert ok and "Loaded **again**" in msg
+    assert holder.current().generation == before.generation + 1
+
+
+def test_hub_download_offline_says_where_to_put_the_file(holder, monkeypatch, tmp_path):
+    from playground.hub import download_gpt2
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # An empty cache: a copy of gpt2-medium cached on this machine must not be loaded here.
+    monkeypatch.setattr(h, "download_gpt2", lambda size: download_gpt2(size, cache_dir=tmp_path))
+    before = holder.current()
+    ok, msg = h.download_and_load(holder, "gpt2-medium")
+    assert not ok and "cannot be reached" in msg and "weights/" in msg
+    assert holder.current() is before
+    with pytest.raises(InputError, match="Model size"):
+        h.download_and_load(holder, "gpt3")
+
+
+def test_model_info_and_markdown(holder):
+    info = holder.info()
+    assert info["loaded"] and info["parameters"] == make_model().num_parameters()
+    assert info["device"] == "cpu" and len(info["sha256_prefix"]) == 12 and info["file_size_bytes"] > 0
+    text = h.model_markdown(info)
+    assert "tiny.safetensors" in text and info["sha256_prefix"] in text
+
+
+def test_weight_files_and_resolve_in(weights_dir):
+    assert h.weight_files(weights_dir) == ["broken.safetensors", "tiny.safetensors"]
+    assert h.weight_files(weights_dir / "missing") == []
+    assert h.resolve_in(weights_dir, "tiny.safetensors") == (weights_dir / "tiny.safetensors").resolve()
+    for bad in ("../etc/passwd", "/etc/passwd", "", None, "tiny.bin"):
+        with pytest.raises(InputError):
+            h.resolve_in(weights_dir, bad)
+
+
+# ------------------------------------------------------------------------------------------ generate
+
+
+def test_generate_streams_tokens_stats_and_alternatives(snap):
+    req = h.check_generate(snap, "Hello there", 6, 1.0, 20, 0.9, 7, 5)
+    views = [(len(gv.steps), gv.done) for gv in h.stream_generation(snap, req)]
+    assert views == [(1, False), (2, False), (3, False), (4, False), (5, False), (6, False), (6, True)]
+    gv = list(h.stream_generation(snap, req))[-1]
+    assert gv.highlighted()[0] == ("Hello there", None)
+    assert all(band in h.PROB_COLORS for _, band in gv.highlighted()[1:])
+    assert "**Prompt:** 2 tokens" in gv.stats() and "**generated:** 6 tokens" in gv.stats()
+    caption, rows = gv.alternatives(0)
+    assert caption.startswith("Token 1 of 6") and 5 <= len(rows) <= 6
+    assert any(r[4] == "◀ chosen" for r in rows)
+    record = json.loads(gv.to_json())
+    assert record["generated_tokens"] == 6 and record["settings"]["seed"] == 7
+    assert gv.to_csv().splitlines()[0] == "step,token_id,token,prob,cropped,alternatives"
+
+
+def test_generate_is_reproducible_with_a_seed(snap):
+    req = h.check_generate(snap, "Hello", 8, 1.0, 0, 1.0, 123, 3)
+    a = list(h.stream_generation(snap, req))[-1].ids[:]
+    b = list(h.stream_generation(snap, req))[-1].ids[:]
+    assert a == b
+
+
+def test_generate_notes_when_cropping_began(snap):
+    req = h.check_generate(snap, "one two three", 40, 0.0, 0, 1.0, None, 3)
+    gv = list(h.stream_generation(snap, req))[-1]
+    assert gv.crop_started_at is not None and "no longer fits" in gv.stats()
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(prompt=""), "empty"),
+    (dict(prompt="word " * 40), "at most 32 tokens"),
+    (dict(prompt="x", max_new_tokens=0), "Max new tokens"),
+    (dict(prompt="x", max_new_tokens=float("nan")), "ordinary number"),
+    (dict(prompt="x", temperature=-1), "Temperature"),
+    (dict(prompt="x", top_k=10**9), "Top-k"),
+    (dict(prompt="x", top_p=1.5), "Top-p"),
+    (dict(prompt="x", seed="soon"), "Seed"),
+])
+def test_generate_validation(snap, kwargs, fragment):
+    with pytest.raises(InputError, match=fragment):
+        h.check_generate(snap, **kwargs)
+
+
+def test_tokens_outside_a_small_vocabulary_are_a_plain_error(tmp_path):
+    small = make_model(PRESETS["gpt2"].replace(vocab_size=300, context_length=16, emb_dim=16, n_heads=2,
+                                               n_layers=1))
+    holder = ModelHolder(save_model(small, tmp_path / "small.safetensors"))
+    with pytest.raises(InputError, match="knows only 300 different tokens"):
+        h.check_generate(holder.require(), "Hello world")
+
+
+# ------------------------------------------------------------------------------------------ attention
+
+
+@pytest.mark.parametrize("kind", ["single head", "all heads", "mean & max"])
+def test_attention_views(snap, kind):
+    req = h.check_attention(snap, PROMPT, 1, 2, kind)
+    av = h.attention_view(snap, req)
+    assert av.figure.data and av.figure.data[0].type == "heatmap"
+    headers, rows = av.grid()
+    assert headers == ["layer", "head 0", "head 1", "head 2", "head 3"] and len(rows) == 2
+    data = json.loads(av.to_json())
+    assert data["view"] == h.VIEW_LABELS[req.view] and len(data["tokens"]) == len(req.prompt_ids)
+    assert set(data["scores"]) == set(h.SCORE_NAMES)
+    assert av.to_csv().startswith("layer,head,query,key")
+
+
+def test_attention_long_prompt_is_cropped_with_a_note(snap):
+    req = h.check_attention(snap, "word" + " word" * 299, 0, 0)
+    assert len(req.prompt_ids) == snap.model.cfg.context_length
+    assert "300 tokens" in req.note and "last 32" in req.note
+    assert "300 tokens" in h.attention_view(snap, req).note
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(layer=2), "This model has 2 layers"), (dict(head=-1), "Head"), (dict(view="sideways"), "View"),
+    (dict(tokens_shown=1), "Tokens shown"), (dict(score="vibes"), "Score"),
+])
+def test_attention_validation(snap, kwargs, fragment):
+    with pytest.raises(InputError, match=fragment):
+        h.check_attention(snap, PROMPT, **kwargs)
+
+
+def test_one_token_prompt_still_scores_heads(snap):
+    av = h.attention_view(snap, h.check_attention(snap, "Hi", 0, 0))
+    assert av.scores.source == "random" and "random tokens" in av.note
+
+
+# ------------------------------------------------------------------------------------------ shapes, lens, next
+
+
+def test_trace_view_in_both_languages(snap):
+    en = h.trace_view(snap, PROMPT, "en")
+    zh = h.trace_view(snap, PROMPT, "中文", expand=True)
+    assert en.table()[1]["step"] == "token embedding" and zh.lang == "zh"
+    assert len(zh.table()) > len(en.table())            # every block expanded
+    assert en.trace.total_params == snap.model.num_parameters()
+    assert en.figure.layout.title.text and json.loads(en.to_json())["rows_zh"]
+
+
+def test_lens_and_next_token(snap):
+    lv = h.lens_view(snap, PROMPT, 3, -1)
+    assert lv.figure.data[0].type == "heatmap" and lv.data()["layer_names"][0] == "embeddings"
+    nv = h.next_view(snap, PROMPT, 0.8, 5, 0.9, 7)
+    assert len(nv.rows()) == 7 and "can be drawn" in nv.summary()
+    with pytest.raises(InputError, match="Position"):
+        h.lens_view(snap, "Hi there", 3, 99)
+
+
+# ------------------------------------------------------------------------------------------ parameters
+
+
+@pytest.mark.parametrize("preset, total", [("book-124M", 163_009_536), ("gpt2", 124_439_808)])
+def test_params_match_the_book(preset, total):
+    pv = h.params_view(h.preset_config(preset), None)
+    assert pv.breakdown.total == total and f"{total:,}" in pv.summary_markdown()
+    assert "nothing to compare" in pv.comparison
+    tree, bar = pv.figures()
+    assert tree.data[0].type == "treemap" and bar.data
+
+
+def test_params_compare_with_the_loaded_model(snap):
+    pv = h.params_view(snap.model.cfg, snap)
+    assert "matches exactly" in pv.comparison and "this is its config" in pv.comparison
+    assert "x as many" in h.params_view(PRESETS["gpt2"], snap).comparison
+
+
+def test_params_validation():
+    cfg = h.check_params("50257", 1024.0, 768, 12, 12, "true", False)
+    assert cfg.qkv_bias is True and cfg.emb_dim == 768
+    with pytest.raises(InputError, match="divisible by the number of heads"):
+        h.check_params(emb_dim=100, n_heads=7)
+    with pytest.raises(InputError, match="Layers"):
+        h.check_params(n_layers=0)
+    with pytest.raises(InputError, match="Preset"):
+        h.preset_config("gpt5")
+    assert h.preset_config("XL") == PRESETS["gpt2-xl"]
+
+
+# ------------------------------------------------------------------------------------------ exports, links
+
+
+def test_export_file_writes_a_fresh_file():
+    a, b = h.export_file("x", "json", "{}"), h.export_file("x", "json", "[]")
+    assert a != b and Path(a).read_text() == "{}" and Path(a).name == "x.json"
+
+
+def test_deeplink_parse_is_forgiving():
+    link = deeplink.parse({"tab": "Attention", "prompt": "Hi there", "layer": "3", "head": "x", "view": "all heads",
+                           "present": "1", "lang": "中文"})
+    assert (link.tab, link.prompt, link.layer, link.head, link.view, link.present, link.lang) == \
+        ("attention", "Hi there", 3, None, "layer", True, "zh")
+    assert deeplink.parse({"tab": "nowhere", "layer": "-4"}).is_empty()
+    assert len(deeplink.parse({"prompt": "p" * 10_000}).prompt) == deeplink.MAX_PROMPT_CHARS
+
+
+def test_deeplink_round_trip():
+    query = deeplink.build("attention", "The cat & the hat", 3, 5, "head")
+    assert query == "?tab=attention&prompt=The+cat+%26+the+hat&layer=3&head=5&view=head"
+    from urllib.parse import parse_qsl
+    link = deeplink.parse(dict(parse_qsl(query[1:])))
+    assert (link.tab, link.prompt, link.layer, link.head, link.view) == ("attention", "The cat & the hat", 3, 5, "head")
+    assert deeplink.build("parameters", "ignored", present=True) == "?tab=parameters&present=1"
+    assert deeplink.build("shapes", "x", lang="zh") == "?tab=shapes&prompt=x&lang=zh"
+
+
+def test_inf_and_nan_never_reach_json(snap):
+    av = h.attention_view(snap, h.check_attention(snap, PROMPT, 0, 0))
+    text = av.to_json()
+    assert "NaN" not in text and "Infinity" not in text
+    assert not any(isinstance(x, float) and math.isnan(x) for x in json.loads(text)["weights"][0])
