@@ -26,6 +26,7 @@ WEIGHTS_ENV = "PLAYGROUND_WEIGHTS"
 DEVICE_ENV = "PLAYGROUND_DEVICE"          # cpu / cuda / cuda:1; default: cuda when present
 LOCK_ENV = "PLAYGROUND_LOCK_MODEL"        # 1: hide the Model tab's load/upload/download controls
 QUEUE_ENV = "PLAYGROUND_QUEUE_SIZE"       # requests waiting at most (default 64)
+# PLAYGROUND_MAX_UPLOAD_MB (read by playground.ui.validate.upload_limit_mb): largest upload, default 1024
 
 
 def _on(name: str) -> bool:

@@ -63,7 +63,10 @@ def sampling_distribution(logits: torch.Tensor, params: SamplingParams) -> torch
     if params.greedy:
         return torch.softmax(logits, dim=-1)
     # Shift first so the best logit is 0: a tiny temperature then gives -inf, never inf - inf.
-    scaled = (logits - logits.max(dim=-1, keepdim=True).values) / params.temperature
+    # Below float32's smallest normal the temperature would round to 0 (0 / 0 = NaN at the best
+    # logit); such a temperature is greedy in all but name, so it is raised to that smallest one.
+    temperature = max(params.temperature, torch.finfo(torch.float32).tiny)
+    scaled = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
     filtered = top_p_filter(top_k_filter(scaled, params.top_k), params.top_p)
     return torch.softmax(filtered, dim=-1)
 

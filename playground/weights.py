@@ -84,6 +84,8 @@ def read_header(path: "str | os.PathLike") -> tuple[dict[str, str], dict[str, tu
         size = path.stat().st_size
     except OSError as e:
         raise WeightsError(f"cannot open the weights file {path.name}: {e.strerror or e}") from e
+    except ValueError:     # a NUL byte in the name
+        raise WeightsError("the weights file name is not a valid file name") from None
     if path.is_dir():
         raise WeightsError(f"{path.name} is a folder, not a weights file")
     if size == 0:

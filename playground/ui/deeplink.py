@@ -71,7 +71,10 @@ def parse(params: Mapping[str, Any]) -> Link:
 
 def build(tab: str | None, prompt: str | None = None, layer: Any = None, head: Any = None,
           view: str | None = None, lang: str | None = None, present: bool = False) -> str:
-    """The query string (with its leading ``?``) for the current view; only what that tab uses."""
+    """The query string (with its leading ``?``) for the current view; only what that tab uses.
+
+    Values come from the page, or from anyone who posts to the queue: a non-text value is dropped."""
+    tab, prompt, view, lang = (x if isinstance(x, str) else None for x in (tab, prompt, view, lang))
     tab = TAB_ALIASES.get(tab or "", tab) if tab else None
     params: dict[str, Any] = {}
     if tab in TABS:
@@ -89,4 +92,4 @@ def build(tab: str | None, prompt: str | None = None, layer: Any = None, head: A
         params["lang"] = lang
     if present:
         params["present"] = 1
-    return "?" + urlencode(params) if params else ""
+    return "?" + urlencode(params, errors="replace") if params else ""     # a lone surrogate becomes "?"

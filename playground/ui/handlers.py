@@ -602,6 +602,26 @@ def load_weights(holder: ModelHolder, path: Any, name: str | None = None) -> tup
                   f"{snap.load_seconds:.1f} s. Everyone using this app now uses this model.")
 
 
+def check_upload(path: Any, max_mb: int) -> Path:
+    """An uploaded file that may go to the loader: a ``.safetensors`` name, at most ``max_mb`` MB.
+
+    Gradio enforces both before the handler runs (``file_types``, ``max_file_size``); this is the
+    same rule again where the file is used, so a change of component or launch cannot drop it."""
+    if not isinstance(path, str) or not path:
+        raise InputError("Choose a .safetensors file to upload.")
+    p = Path(path)
+    if p.suffix.lower() != v.UPLOAD_SUFFIX:
+        raise InputError(f"Only .safetensors files can be loaded ({p.name!r} is not one). Pickled PyTorch "
+                         "files (.pt, .bin, .ckpt) are never loaded: they can run code.")
+    try:
+        size = p.stat().st_size
+    except (OSError, ValueError):
+        raise InputError("The uploaded file could not be read; upload it again.") from None
+    if size > max_mb * 2**20:
+        raise InputError(f"{p.name} is {size / 2**20:,.0f} MB; uploads are limited to {max_mb:,} MB on this server.")
+    return p
+
+
 def download_and_load(holder: ModelHolder, size: Any, progress: Callable | None = None) -> tuple[bool, str]:
     """Fetch an OpenAI GPT-2 size from the Hub (or its cache) and load it; offline, the engine's message."""
     size = v.choice(size, "Model size", {k: k for k in HUB_REPOS})
@@ -620,7 +640,10 @@ def resolve_in(folder: Path, name: Any) -> Path:
     """A file name chosen from ``folder``'s list, refusing anything that leaves the folder."""
     if not isinstance(name, str) or not name:
         raise InputError("Choose a file from the list first.")
-    path = (folder / name).resolve()
+    try:
+        path = (folder / name).resolve()
+    except (OSError, ValueError):          # a NUL byte, a loop of links
+        raise InputError("Choose one of the listed .safetensors files.") from None
     if path.parent != folder.resolve() or path.suffix != ".safetensors":
         raise InputError("Choose one of the listed .safetensors files.")
     return path

@@ -45,8 +45,10 @@ SHARED_NOTE = ("The model is shared by everyone using this app: loading another 
 
 
 def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_model_change: bool = True,
-               queue_size: int = 64) -> gr.Blocks:
-    """The whole app around ``holder``'s model. Launch with ``theme.launch_kwargs()``."""
+               queue_size: int = 64, max_upload_mb: int | None = None) -> gr.Blocks:
+    """The whole app around ``holder``'s model. Launch with ``theme.launch_kwargs()`` (the same
+    ``max_upload_mb``, default ``$PLAYGROUND_MAX_UPLOAD_MB`` or 1024)."""
+    upload_mb = max_upload_mb or v.upload_limit_mb()
     model_queue = dict(concurrency_id="model", concurrency_limit=1)
     light = dict(concurrency_id="light", concurrency_limit=None)
     private = dict(api_visibility="private")
@@ -248,7 +250,9 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                                             scale=3, elem_id="weights-files")
                         refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
                         load_btn = gr.Button("Load", scale=1, elem_id="load-btn")
-                    upload = gr.File(label="Upload a .safetensors file (our own or Hugging Face GPT-2 layout)",
+                    upload = gr.File(label=f"Upload a .safetensors file (our own or Hugging Face GPT-2 layout; "
+                                           f"at most {upload_mb:,} MB). It is kept in a temporary folder, "
+                                           "never in weights/.",
                                      file_types=[".safetensors"], type="filepath", elem_id="upload", height=140)
                     with gr.Row():
                         hub_size = gr.Dropdown(list(HUB_REPOS), value="gpt2", label="OpenAI GPT-2 from the Hub",
@@ -472,7 +476,8 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                 raise gr.Error("Changing the model is switched off on this server.")
             if not path:
                 return (gr.skip(),) * len(model_outputs)
-            return after_load(*h.load_weights(holder, path, Path(path).name))
+            checked = h.check_upload(path, upload_mb)
+            return after_load(*h.load_weights(holder, checked, checked.name))
 
         def ui_download(size, progress=gr.Progress(track_tqdm=True)):
             if not allow_model_change:
@@ -512,7 +517,8 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                     ui_badge(), h.model_markdown(holder.info()), *params)
 
         def ui_link(tab, gen_p, att_p, trace_p, lens_p, next_p, lay, hd, kind, language, present_on):
-            prompt = {"attention": att_p, "shapes": trace_p, "logit-lens": lens_p, "next-token": next_p}.get(tab, gen_p)
+            prompts = {"attention": att_p, "shapes": trace_p, "logit-lens": lens_p, "next-token": next_p}
+            prompt = prompts.get(tab, gen_p) if isinstance(tab, str) else gen_p
             return gr.update(value=deeplink.build(tab, prompt, lay, hd, kind, language, bool(present_on)),
                              visible=True)
 

@@ -59,9 +59,15 @@ ABSOLUTE_LINK_JS = """(query) => {
 }"""
 
 
-def launch_kwargs() -> dict[str, Any]:
-    """What every ``demo.launch`` of this app passes (plus host/port/prevent_thread_lock)."""
-    return dict(theme=theme(), css=CSS, ssr_mode=False, show_error=True, footer_links=["api"])
+def launch_kwargs(max_upload_mb: int | None = None) -> dict[str, Any]:
+    """What every ``demo.launch`` of this app passes (plus host/port/prevent_thread_lock).
+
+    ``max_upload_mb`` (default ``$PLAYGROUND_MAX_UPLOAD_MB`` or 1024) caps every upload: Gradio
+    answers 413 to a larger one before it reaches a handler."""
+    from .validate import upload_limit_mb
+    mb = max_upload_mb or upload_limit_mb()
+    return dict(theme=theme(), css=CSS, ssr_mode=False, show_error=True, footer_links=["api"],
+                max_file_size=mb * 2**20)
 
 
 def style_figure(fig: go.Figure, present: bool = False) -> go.Figure:

@@ -9,6 +9,7 @@ non-expert can act on. Nothing here touches the model.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Mapping
 
 import gradio as gr
@@ -30,6 +31,27 @@ PARAM_LIMITS: dict[str, tuple[int, int]] = {
     "n_heads": (1, 1_000),
     "n_layers": (1, 1_000),
 }
+
+
+# Uploaded weights: refused above this size by the server (Gradio's max_file_size) and by the
+# upload handler. GPT-2 small is 548 MB in fp32, medium 1.5 GB (710 MB in fp16).
+UPLOAD_ENV = "PLAYGROUND_MAX_UPLOAD_MB"
+DEFAULT_UPLOAD_MB = 1024
+UPLOAD_SUFFIX = ".safetensors"
+
+
+def upload_limit_mb(env: Mapping[str, str] = os.environ) -> int:
+    """The upload limit in MB (2**20 bytes, as Gradio counts them): ``$PLAYGROUND_MAX_UPLOAD_MB`` or 1024."""
+    raw = env.get(UPLOAD_ENV, "").strip()
+    if not raw:
+        return DEFAULT_UPLOAD_MB
+    try:
+        mb = int(raw)
+    except ValueError:
+        raise ValueError(f"{UPLOAD_ENV} must be a whole number of megabytes (got {raw!r})") from None
+    if mb < 1:
+        raise ValueError(f"{UPLOAD_ENV} must be at least 1 (got {mb})")
+    return mb
 
 
 class InputError(gr.Error):

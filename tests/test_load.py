@@ -1,0 +1,148 @@
+"""Many users and their faults: the load test's short version, and clients that leave mid-stream
+(the worker must be free for the next request at once)."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from playground.weights import save_model
+from tests.factories import make_model
+from tests.live_app import fn_index, imported_app, served
+
+SLOW_TOKEN_S = 0.01            # with this pace a 500-token run takes 5 s: a freed worker answers far sooner
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    path = save_model(make_model(), tmp_path_factory.mktemp("w") / "tiny.safetensors")
+    with imported_app({"PLAYGROUND_WEIGHTS": str(path)}) as app, served(app.demo) as url:
+        yield app, url
+
+
+@pytest.fixture
+def slow_generation(monkeypatch):
+    """10 ms a token, and a count of the tokens made (to see that a run really ended)."""
+    from playground.ui import handlers
+    real = handlers.stream_generation
+    made = {"tokens": 0}
+
+    def slow(*args, **kwargs):
+        for view in real(*args, **kwargs):
+            time.sleep(SLOW_TOKEN_S)
+            made["tokens"] += 1
+            yield view
+    monkeypatch.setattr(handlers, "stream_generation", slow)
+    return made
+
+
+def next_request_is_prompt(url: str) -> float:
+    """Seconds a short /generate takes, queued behind whatever still holds the model worker."""
+    start = time.perf_counter()
+    with httpx.Client(timeout=60) as http:
+        r = http.post(f"{url}/gradio_api/call/generate", json={"data": ["Hi", 2, 0.0, 0, 1.0, None, 1]})
+        text = http.get(f"{url}/gradio_api/call/generate/{r.json()['event_id']}").text
+    assert "event: complete" in text, text[-500:]
+    return time.perf_counter() - start
+
+
+def settled(made: dict, wait: float = 0.5) -> int:
+    """The token count once it stops moving (the abandoned run has ended)."""
+    before = -1
+    while made["tokens"] != before:
+        before = made["tokens"]
+        time.sleep(wait)
+    return before
+
+
+def test_an_api_client_that_disconnects_mid_stream_frees_the_worker(live, slow_generation):
+    _, url = live
+    with httpx.Client(timeout=60) as http:
+        r = http.post(f"{url}/gradio_api/call/generate",
+                      json={"data": ["Once upon a time", 500, 1.0, 0, 1.0, None, 1]})
+        seen = 0
+        with http.stream("GET", f"{url}/gradio_api/call/generate/{r.json()['event_id']}") as stream:
+            for line in stream.iter_lines():
+                seen += line.startswith("event: generating")
+                if seen >= 3:
+                    break                       # leave: the connection closes here
+    assert next_request_is_prompt(url) < 3      # not after the 5 s the abandoned run would take
+    assert settled(slow_generation) < 400       # and the abandoned run really stopped
+
+
+def test_a_browser_tab_closed_mid_stream_frees_the_worker(live, slow_generation):
+    app, url = live
+    session = uuid.uuid4().hex[:12]
+    data = ["Once upon a time", 500, 1.0, 0, 1.0, -1, False]          # the Generate tab's inputs
+    with httpx.Client(timeout=60) as http:
+        http.post(f"{url}/gradio_api/queue/join", json={
+            "data": data, "fn_index": fn_index(app.demo, "ui_generate"), "session_hash": session,
+            "event_data": None, "trigger_id": None}).raise_for_status()
+        seen = 0
+        with http.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:") and json.loads(line[5:]).get("msg") == "process_generating":
+                    seen += 1
+                    if seen >= 2:
+                        break
+    assert next_request_is_prompt(url) < 3
+    assert settled(slow_generation) < 400
+
+
+def test_the_page_stop_button_frees_the_worker(live, slow_generation):
+    """What the browser does on Stop: POST /cancel for the running Generate event, page still open."""
+    app, url = live
+    session = uuid.uuid4().hex[:12]
+    index = fn_index(app.demo, "ui_generate")
+    with httpx.Client(timeout=60) as http:
+        event_id = http.post(f"{url}/gradio_api/queue/join", json={
+            "data": ["Once upon a time", 500, 1.0, 0, 1.0, -1, False], "fn_index": index,
+            "session_hash": session, "event_data": None, "trigger_id": None}).json()["event_id"]
+        with http.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}) as stream:
+            lines = stream.iter_lines()
+            while slow_generation["tokens"] < 3:
+                next(lines)
+            http.post(f"{url}/gradio_api/cancel", json={"session_hash": session, "fn_index": index,
+                                                         "event_id": event_id}).raise_for_status()
+            assert next_request_is_prompt(url) < 3
+    assert settled(slow_generation) < 400
+
+
+def test_one_users_bad_request_does_not_disturb_another(live):
+    """A stream of refused requests (bad values) interleaved with another user's generation."""
+    from gradio_client import Client
+    _, url = live
+    client = Client(url, verbose=False)
+    try:
+        reference = client.predict("The cat sat", 30, 1.0, 0, 1.0, 3, 2, api_name="/generate")
+        results = {}
+        worker = threading.Thread(target=lambda: results.update(
+            client.predict("The cat sat", 30, 1.0, 0, 1.0, 3, 2, api_name="/generate")))
+        worker.start()
+        with httpx.Client(timeout=60) as http:
+            for body in ('{"data": ["Hi", NaN, 1, 1, 1, null, 1]}', '{"data": [null, 5, 1, 1, 1, null, 1]}',
+                         '{"data": ["Hi", 5, 1, 1, 0, null, 1]}', '{"data": ["' + "x" * 100_001 + '"]}'):
+                r = http.post(f"{url}/gradio_api/call/generate", content=body,
+                              headers={"content-type": "application/json"})
+                if r.status_code == 200:
+                    text = http.get(f"{url}/gradio_api/call/generate/{r.json()['event_id']}").text
+                    assert "event: error" in text
+        worker.join(60)
+        assert results["generated_text"] == reference["generated_text"]
+    finally:
+        client.close()
+
+
+@pytest.mark.slow
+def test_load_short_version():
+    from bench import load
+    result = load.run(clients=4, seconds=4, warmup=2, tokens=8)
+    print("\n" + load.report(result))
+    assert result["server_alive"]
+    assert result["errors"] == {}, result["error_examples"]
+    assert all(result["served"].get(name, 0) > 0 for name, _ in load.MIX), result["served"]
+    assert result["rss_mb"]["growth_after_warmup"] <= result["max_growth_mb"]
