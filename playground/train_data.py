@@ -1,0 +1,199 @@
+"""Training data: text files -> cached token streams -> weighted random batches.
+
+Each file is one *source*. It is cut into *documents* of a few KB at blank
+lines; a seeded hash of each document's text sends it to the held-out split
+or to training, so validation text is never seen in training (not even as a
+window that straddles a boundary). Streams are tokenized once and cached as
+raw ``uint16`` arrays keyed by the files' contents and the split settings.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .tokenizer import Tokenizer, get_tokenizer
+
+CACHE_VERSION = "1"
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "cache" / "tokens"
+
+
+@dataclass
+class SourceTokens:
+    """The token streams of one source file, split into train and validation."""
+
+    name: str                 # file stem, e.g. "austen"
+    train: np.ndarray         # (N_train,) uint16
+    val: np.ndarray           # (N_val,) uint16
+    n_docs_train: int
+    n_docs_val: int
+
+
+def split_documents(text: str, target_chars: int = 4000) -> list[str]:
+    """Cut ``text`` into pieces of about ``target_chars`` at blank lines (else at newlines).
+
+    Pieces keep their trailing separators, so ``"".join(pieces) == text``.
+    """
+    pieces: list[str] = []
+    start = 0
+    n = len(text)
+    while start < n:
+        end = start + target_chars
+        if end >= n:
+            pieces.append(text[start:])
+            break
+        cut = text.find("\n\n", end)
+        line = text.find("\n", end)
+        # Prefer a paragraph break unless it is much further away than a line break.
+        if cut != -1 and (line == -1 or cut - end <= target_chars):
+            stop = cut + 2
+        elif line != -1:
+            stop = line + 1
+        else:
+            stop = n
+        pieces.append(text[start:stop])
+        start = stop
+    return pieces
+
+
+def is_validation(doc: str, val_fraction: float, seed: int) -> bool:
+    """Deterministic, content-based assignment: stable across runs and machines."""
+    h = hashlib.sha256(f"{seed}:{doc}".encode("utf-8", "replace")).digest()
+    return int.from_bytes(h[:8], "little") / 2**64 < val_fraction
+
+
+def split_train_val(text: str, val_fraction: float, seed: int,
+                    doc_chars: int = 4000) -> tuple[list[str], list[str]]:
+    """Documents of ``text`` for training and for validation, each list in file order."""
+    docs = split_documents(text, doc_chars)
+    val_mask = [is_validation(d, val_fraction, seed) for d in docs]
+    if val_fraction > 0 and len(docs) > 1 and not any(val_mask):
+        val_mask[len(docs) // 2] = True  # every source gets some held-out text
+    if len(docs) > 1 and all(val_mask):
+        val_mask[0] = False
+    return ([d for d, v in zip(docs, val_mask) if not v], [d for d, v in zip(docs, val_mask) if v])
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tokenize(pieces: Sequence[str], tok: Tokenizer) -> np.ndarray:
+    # Documents of one file are consecutive text: join them without a separator.
+    # allow_special=False: a literal "<|endoftext|>" in a book is just text.
+    ids = tok.encoding.encode_ordinary_batch(list(pieces)) if pieces else []
+    flat = [i for doc in ids for i in doc]
+    return np.asarray(flat, dtype=np.uint16)
+
+
+def load_source(path: "str | os.PathLike", val_fraction: float = 0.01, seed: int = 0,
+                doc_chars: int = 4000, cache_dir: "str | os.PathLike | None" = DEFAULT_CACHE_DIR,
+                tokenizer: Tokenizer | None = None) -> SourceTokens:
+    """Tokenize one UTF-8 file into train/val streams, using the cache when it is fresh."""
+    path = Path(path)
+    key_src = json.dumps({"v": CACHE_VERSION, "sha": _file_digest(path), "val": val_fraction,
+                          "seed": seed, "doc_chars": doc_chars}, sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    entry = Path(cache_dir) / f"{path.stem}-{key}" if cache_dir is not None else None
+    if entry is not None and (entry / "meta.json").exists():
+        meta = json.loads((entry / "meta.json").read_text())
+        return SourceTokens(path.stem, np.fromfile(entry / "train.bin", dtype=np.uint16),
+                            np.fromfile(entry / "val.bin", dtype=np.uint16),
+                            meta["n_docs_train"], meta["n_docs_val"])
+
+    text = path.read_text(encoding="utf-8", errors="replace")
+    train_docs, val_docs = split_train_val(text, val_fraction, seed, doc_chars)
+    tok = tokenizer or get_tokenizer()
+    train = _tokenize(train_docs, tok)
+    val = _tokenize(val_docs, tok)
+    src = SourceTokens(path.stem, train, val, len(train_docs), len(val_docs))
+    if entry is not None:
+        tmp = entry.with_name(entry.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        train.tofile(tmp / "train.bin")
+        val.tofile(tmp / "val.bin")
+        (tmp / "meta.json").write_text(json.dumps(
+            {"source": str(path), "n_docs_train": src.n_docs_train, "n_docs_val": src.n_docs_val,
+             "n_train": int(train.size), "n_val": int(val.size), "key": json.loads(key_src)}, indent=1))
+        os.replace(tmp, entry)
+    return src
+
+
+def parse_weights(specs: Sequence[str]) -> dict[str, float]:
+    """``["kjv=0.2", "web=0.2"]`` -> ``{"kjv": 0.2, "web": 0.2}`` (names are file stems)."""
+    out: dict[str, float] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not name:
+            raise ValueError(f"a source weight looks like NAME=WEIGHT, got {spec!r}")
+        w = float(value)
+        if w < 0:
+            raise ValueError(f"source weight must be >= 0, got {spec!r}")
+        out[name] = w
+    return out
+
+
+class BatchSampler:
+    """Random windows of ``context_length + 1`` tokens, the source drawn per row.
+
+    A source's sampling probability is proportional to ``weight * train tokens``:
+    weight 1 keeps its natural share, 0.25 samples it four times less often.
+    """
+
+    def __init__(self, sources: Sequence[SourceTokens], context_length: int,
+                 weights: dict[str, float] | None = None) -> None:
+        weights = weights or {}
+        unknown = set(weights) - {s.name for s in sources}
+        if unknown:
+            raise ValueError(f"weights for unknown source(s): {', '.join(sorted(unknown))}")
+        self.context_length = context_length
+        self.sources = [s for s in sources if s.train.size > context_length + 1]
+        if not self.sources:
+            raise ValueError(f"no source has more than {context_length + 1} training tokens")
+        mass = np.array([weights.get(s.name, 1.0) * s.train.size for s in self.sources], dtype=np.float64)
+        if mass.sum() <= 0:
+            raise ValueError("all source weights are zero")
+        self.probs = mass / mass.sum()
+
+    def shares(self) -> dict[str, float]:
+        """Expected fraction of training tokens drawn from each source."""
+        return {s.name: float(p) for s, p in zip(self.sources, self.probs)}
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and next-token targets, both ``(B, T)`` int64."""
+        n = self.context_length + 1
+        which = rng.choice(len(self.sources), size=batch_size, p=self.probs)
+        rows = np.empty((batch_size, n), dtype=np.int64)
+        for r, si in enumerate(which):
+            stream = self.sources[si].train
+            start = int(rng.integers(0, stream.size - n + 1))
+            rows[r] = stream[start:start + n]
+        t = torch.from_numpy(rows)
+        return t[:, :-1], t[:, 1:]
+
+
+def validation_windows(sources: Sequence[SourceTokens], context_length: int,
+                       max_windows_per_source: int | None = None) -> dict[str, torch.Tensor]:
+    """Non-overlapping ``(N, context_length + 1)`` windows of each source's held-out stream.
+
+    Deterministic (no sampling), so every evaluation scores exactly the same tokens.
+    ``max_windows_per_source`` takes evenly spaced windows for a cheap periodic estimate.
+    """
+    n = context_length + 1
+    out: dict[str, torch.Tensor] = {}
+    for s in sources:
+        count = s.val.size // n
+        if count == 0:
+            continue
+        rows = np.asarray(s.val[:count * n], dtype=np.int64).reshape(count, n)
+        if max_windows_per_source is not None and count > max_windows_per_source:
+            pick = np.linspace(0, count - 1, max_windows_per_source).round().astype(int)
+            rows = rows[pick]
+        out[s.name] = torch.from_numpy(rows)
+    return out

@@ -1,0 +1,215 @@
+"""Training: data split and cache, sampler, schedule, a tiny run that learns, checkpoints and resumes."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from playground import train_data
+from playground.config import GPTConfig
+from playground.model import GPTModel
+from playground.train import lr_at, make_optimizer, run
+from playground.train_data import (BatchSampler, SourceTokens, load_source, parse_weights,
+                                   split_documents, split_train_val, validation_windows)
+from playground.train_eval import KneserNeyBigram, bigram_nll, max_ngram_repeats, unigram_nll
+from playground.weights import load_model, read_header
+
+TINY = GPTConfig(vocab_size=50257, context_length=16, emb_dim=16, n_heads=2, n_layers=2,
+                 drop_rate=0.0, qkv_bias=False, tie_embeddings=True)
+
+SENTENCES = [
+    "The cat sat on the mat and looked at the door.",
+    "A dog ran in the park while the children played.",
+    "She wrote a letter to her sister in the country.",
+    "The king spoke to the people of the city at noon.",
+    "Rain fell on the roofs of the old town all night.",
+]
+
+
+def write_corpus(path: Path, paragraphs: int = 60, seed: int = 0) -> Path:
+    """A few KB of simple, repetitive English in blank-line-separated paragraphs."""
+    rng = np.random.default_rng(seed)
+    paras = [" ".join(SENTENCES[i] for i in rng.integers(0, len(SENTENCES), 4)) for _ in range(paragraphs)]
+    path.write_text("\n\n".join(paras) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny_args(data: Path, tmp: Path, steps: int = 40, *extra: str) -> list[str]:
+    return ["--data", str(data), "--config", TINY.to_json(), "--steps", str(steps),
+            "--out", str(tmp / "out" / "tiny.safetensors"), "--run-dir", str(tmp / "run"),
+            "--cache-dir", str(tmp / "cache"), "--batch-size", "4", "--lr", "3e-3", "--min-lr", "3e-4",
+            "--warmup-steps", "5", "--eval-every", "20", "--log-every", "5", "--amp", "off",
+            "--doc-chars", "300", "--val-fraction", "0.2", "--threads", "1", "--quiet", *extra]
+
+
+# --------------------------------------------------------------------------- data
+
+def test_split_documents_keeps_all_text_and_cuts_at_blank_lines():
+    text = "\n\n".join(f"paragraph {i} " + "word " * 40 for i in range(30))
+    pieces = split_documents(text, 500)
+    assert "".join(pieces) == text
+    assert len(pieces) > 3
+    assert all(p.endswith("\n\n") for p in pieces[:-1])
+
+
+def test_validation_documents_never_appear_in_training():
+    text = "\n\n".join(f"document number {i}: " + "text " * 50 for i in range(200))
+    train_docs, val_docs = split_train_val(text, 0.1, seed=3, doc_chars=200)
+    assert val_docs and train_docs
+    assert not set(train_docs) & set(val_docs)
+    assert 0.03 < len(val_docs) / (len(val_docs) + len(train_docs)) < 0.2
+    assert split_train_val(text, 0.1, seed=3, doc_chars=200) == (train_docs, val_docs)  # deterministic
+    assert split_train_val(text, 0.1, seed=4, doc_chars=200)[1] != val_docs          # seed matters
+
+
+def test_token_cache_is_reused(tmp_path, monkeypatch):
+    data = write_corpus(tmp_path / "tiny.txt")
+    first = load_source(data, 0.2, seed=0, doc_chars=300, cache_dir=tmp_path / "cache")
+    assert first.train.dtype == np.uint16 and first.val.size > 0
+
+    def no_tokenizer():
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(train_data, "get_tokenizer", no_tokenizer)
+    again = load_source(data, 0.2, seed=0, doc_chars=300, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(first.train, again.train)
+    np.testing.assert_array_equal(first.val, again.val)
+    data.write_text(data.read_text() + "\n\nA new paragraph.\n")  # changed file -> new key
+    with pytest.raises(AssertionError, match="cache"):
+        load_source(data, 0.2, seed=0, doc_chars=300, cache_dir=tmp_path / "cache")
+
+
+def _source(name: str, n: int, value: int) -> SourceTokens:
+    return SourceTokens(name, np.full(n, value, dtype=np.uint16), np.full(40, value, dtype=np.uint16), 1, 1)
+
+
+def test_sampler_weights_down_weight_a_source():
+    a, b = _source("a", 1000, 1), _source("b", 3000, 2)
+    natural = BatchSampler([a, b], 8)
+    assert natural.shares() == pytest.approx({"a": 0.25, "b": 0.75})
+    weighted = BatchSampler([a, b], 8, parse_weights(["b=0.1"]))
+    assert weighted.shares()["b"] == pytest.approx(0.3 / 1.3)
+    x, y = BatchSampler([a, b], 8, {"b": 0.0}).sample(64, np.random.default_rng(0))
+    assert x.shape == y.shape == (64, 8) and x.dtype == torch.int64
+    assert bool((x == 1).all())  # weight 0: never drawn
+    with pytest.raises(ValueError, match="unknown"):
+        BatchSampler([a, b], 8, {"c": 1.0})
+
+
+def test_sampler_targets_are_inputs_shifted_by_one():
+    src = SourceTokens("s", np.arange(500, dtype=np.uint16), np.arange(10, dtype=np.uint16), 1, 1)
+    x, y = BatchSampler([src], 16).sample(4, np.random.default_rng(1))
+    torch.testing.assert_close(x[:, 1:], y[:, :-1])
+    torch.testing.assert_close(y[:, 0], x[:, 0] + 1)
+
+
+def test_validation_windows_are_fixed_and_non_overlapping():
+    src = SourceTokens("s", np.zeros(10, dtype=np.uint16), np.arange(100, dtype=np.uint16), 1, 1)
+    w = validation_windows([src], 9)["s"]
+    assert w.shape == (10, 10)
+    assert w.flatten().tolist() == list(range(100))
+    assert validation_windows([src], 9, max_windows_per_source=3)["s"].shape == (3, 10)
+
+
+# --------------------------------------------------------------------------- optimisation pieces
+
+def test_lr_schedule_warmup_then_cosine():
+    assert lr_at(0.0, 0, 1e-3, 1e-4, 10) == pytest.approx(1e-4)
+    assert lr_at(0.0, 9, 1e-3, 1e-4, 10) == pytest.approx(1e-3)
+    assert lr_at(0.0, 10, 1e-3, 1e-4, 10) == pytest.approx(1e-3)
+    assert lr_at(0.5, 50, 1e-3, 1e-4, 10) == pytest.approx(5.5e-4)
+    assert lr_at(1.0, 99, 1e-3, 1e-4, 10) == pytest.approx(1e-4)
+
+
+def test_weight_decay_only_on_matrices():
+    model = GPTModel(TINY)
+    decay, free = make_optimizer(model, 1e-3, 0.1).param_groups
+    assert decay["weight_decay"] == 0.1 and free["weight_decay"] == 0.0
+    assert all(p.ndim == 2 for p in decay["params"]) and all(p.ndim == 1 for p in free["params"])
+    n = sum(p.numel() for g in (decay, free) for p in g["params"])
+    assert n == model.num_parameters()  # the tied head is in there once
+
+
+# --------------------------------------------------------------------------- a tiny run
+
+def _train_losses(run_dir: Path) -> list[float]:
+    state = json.loads((run_dir / "checkpoint" / "state.json").read_text())["state"]
+    return [h["train_loss"] for h in state["history"] if "train_loss" in h]
+
+
+def test_tiny_run_learns_and_writes_loadable_weights(tmp_path):
+    data = write_corpus(tmp_path / "tiny.txt")
+    summary = run(tiny_args(data, tmp_path, 60))
+    losses = _train_losses(tmp_path / "run")
+    assert losses[-1] < losses[0] - 1.0, losses
+    assert summary["val_loss"] < math.log(50257) - 1.0
+    out = tmp_path / "out" / "tiny.safetensors"
+    loaded = load_model(out)
+    assert loaded.model.cfg == TINY
+    assert loaded.file_dtype == torch.float16
+    meta, _ = read_header(out)
+    assert json.loads(meta["training"])["steps"] == 60
+    assert (tmp_path / "out" / "tiny_loss.html").stat().st_size > 1000
+    assert (tmp_path / "run" / "summary.json").exists()
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    data = write_corpus(tmp_path / "tiny.txt")
+    straight = tmp_path / "straight"
+    run(tiny_args(data, straight, 30, "--save-dtype", "fp32"))
+
+    resumed = tmp_path / "resumed"
+    partial = run(tiny_args(data, resumed, 30, "--save-dtype", "fp32", "--stop-after", "12"))
+    assert partial["stopped"] and partial["steps"] == 12
+    assert not (resumed / "out" / "tiny.safetensors").exists()
+    ckpt = load_model(resumed / "run" / "checkpoint" / "model.safetensors")
+    assert ckpt.model.cfg == TINY
+    summary = run(tiny_args(data, resumed, 30, "--save-dtype", "fp32"))
+    assert summary["steps"] == 30
+
+    a = load_model(straight / "out" / "tiny.safetensors").model.state_dict()
+    b = load_model(resumed / "out" / "tiny.safetensors").model.state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_no_resume_starts_over(tmp_path):
+    data = write_corpus(tmp_path / "tiny.txt")
+    run(tiny_args(data, tmp_path, 10))
+    summary = run(tiny_args(data, tmp_path, 10, "--no-resume", "--stop-after", "3"))
+    assert summary["steps"] == 3
+
+
+def test_needs_a_length():
+    with pytest.raises(SystemExit):
+        run(["--data", "x.txt", "--preset", "gpt2", "--out", "w.safetensors"])
+
+
+# --------------------------------------------------------------------------- baselines and checks
+
+def test_kneser_ney_bigram_is_a_distribution():
+    rng = np.random.default_rng(0)
+    stream = rng.integers(0, 8, 500).astype(np.uint16)
+    lm = KneserNeyBigram([stream], vocab=10)
+    w = np.arange(10)
+    for v in (0, 3, 9):  # 9 never occurs: falls back to continuation probabilities
+        p = lm.prob(np.full(10, v), w)
+        assert p.sum() == pytest.approx(1.0) and (p > 0).all()
+
+
+def test_bigram_beats_unigram_on_a_patterned_stream():
+    stream = np.tile(np.array([1, 2, 3, 4, 5], dtype=np.uint16), 200)
+    val = {"s": torch.from_numpy(np.tile(np.array([1, 2, 3, 4, 5]), 20).reshape(10, 10))}
+    uni, bi = unigram_nll([stream], val, vocab=50), bigram_nll([stream], val, vocab=50)
+    assert uni["all"] == pytest.approx(math.log(5), rel=0.05)
+    assert bi["all"] < 0.1
+
+
+def test_max_ngram_repeats():
+    assert max_ngram_repeats([1, 2, 3, 4, 5, 6]) == 1
+    assert max_ngram_repeats([1, 2, 3, 4] * 3) == 3
+    assert max_ngram_repeats([1, 2]) == 0
