@@ -63,6 +63,7 @@ def save_model(model: GPTModel, path: "str | os.PathLike", dtype: torch.dtype | 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)  # readable like any other file (the temp file may be created 0600)
     os.replace(tmp, path)  # never leave a half-written file under the final name
     return path
 

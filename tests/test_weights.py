@@ -30,6 +30,12 @@ def test_round_trip_bit_exact(tmp_path, dtype, tied):
         assert back.out_head.weight is back.tok_emb.weight
 
 
+def test_saved_file_is_readable_by_others(tmp_path):
+    path = save_model(make_model(), tmp_path / "m.safetensors")
+    assert path.stat().st_mode & 0o044 == 0o044
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 def test_half_file_upcasts_by_default(tmp_path):
     model = make_model()
     path = save_model(model, tmp_path / "m.safetensors", dtype=torch.float16)
