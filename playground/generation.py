@@ -2,6 +2,10 @@
 
 ``stream_ids`` is the engine: ids in, ids and distributions out, no
 tokenizer. ``stream_generate`` / ``generate`` add text on top.
+
+When no hook is attached (and the model is in eval mode) the forward passes
+run on :mod:`playground.fast_decode`'s prepared weights in the chosen
+``precision``; otherwise on the model itself, so hooks see every step.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Iterator
 
 import torch
 
+from .fast_decode import fast_weights, precision_for
 from .model import GPTModel
 from .sampling import SamplingParams, pick_next
 from .tokenizer import Tokenizer, get_tokenizer
@@ -35,7 +40,8 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
 
 @torch.inference_mode()
 def stream_ids(model: GPTModel, idx: torch.Tensor, max_new_tokens: int, params: SamplingParams,
-               generator: torch.Generator | None = None, stop_id: int | None = None) -> Iterator[IdStep]:
+               generator: torch.Generator | None = None, stop_id: int | None = None,
+               precision: str | None = None) -> Iterator[IdStep]:
     """Yield one :class:`IdStep` per new token for a batch of equal-length prompts ``(B, T)``.
 
     The prompt is prefilled once; each later step feeds one token through the
@@ -43,14 +49,27 @@ def stream_ids(model: GPTModel, idx: torch.Tensor, max_new_tokens: int, params: 
     the last ``context_length`` tokens only, as the book's ``idx[:, -context_size:]``
     does (positions restart at 0, so the cache is rebuilt for that window).
     Stops early when every row has produced ``stop_id``.
+
+    ``precision`` ("fp32", "bf16", "int8"; None: the model's own dtype) picks
+    the fast path's weights; with hooks attached the model's forward runs instead.
     """
     if idx.ndim != 2 or idx.shape[1] == 0:
         raise ValueError("the prompt must contain at least one token")
     ctx = model.cfg.context_length
     idx = idx.to(model.device)
-    cache = model.new_cache(idx.shape[0], ctx)
+    cache_len = min(ctx, idx.shape[1] + max_new_tokens)
+    fast = precision_for(model, precision)
+    if fast is not None:
+        weights = fast_weights(model, fast)
+        cache = weights.new_cache(idx.shape[0], cache_len)
+        forward = weights.forward                                            # -> (B, V)
+    else:
+        cache = model.new_cache(idx.shape[0], cache_len)
+
+        def forward(ids: torch.Tensor, cache) -> torch.Tensor:
+            return model(ids, cache)[:, -1]
     cropped = idx.shape[1] > ctx
-    logits = model(idx[:, -ctx:], cache)[:, -1]                              # (B, V)
+    logits = forward(idx[:, -ctx:], cache)                                   # (B, V)
     finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
     for step in range(max_new_tokens):
         next_ids, probs = pick_next(logits, params, generator)                # (B,), (B, V)
@@ -63,11 +82,11 @@ def stream_ids(model: GPTModel, idx: torch.Tensor, max_new_tokens: int, params: 
             return
         idx = torch.cat([idx, next_ids[:, None]], dim=1)                      # (B, T+1)
         if cache.length < ctx:
-            logits = model(next_ids[:, None], cache)[:, -1]
+            logits = forward(next_ids[:, None], cache)
         else:
             cropped = True
             cache.reset()
-            logits = model(idx[:, -ctx:], cache)[:, -1]
+            logits = forward(idx[:, -ctx:], cache)
 
 
 def generate_text_simple(model: GPTModel, idx: torch.Tensor, max_new_tokens: int,
@@ -115,8 +134,11 @@ class GenerationResult:
 def stream_generate(model: GPTModel, prompt: "str | list[int]", max_new_tokens: int = 50, *,
                     temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0,
                     seed: int | None = None, n_alternatives: int = 5, stop_at_eot: bool = True,
-                    tokenizer: Tokenizer | None = None) -> Iterator[TokenStep]:
-    """Stream a continuation of ``prompt`` token by token (batch 1)."""
+                    tokenizer: Tokenizer | None = None, precision: str | None = None) -> Iterator[TokenStep]:
+    """Stream a continuation of ``prompt`` token by token (batch 1).
+
+    ``precision``: see :func:`stream_ids` (None: the model's own dtype).
+    """
     tok = tokenizer or get_tokenizer()
     prompt_ids = tok.encode(prompt) if isinstance(prompt, str) else list(prompt)
     if not prompt_ids:
@@ -128,7 +150,8 @@ def stream_generate(model: GPTModel, prompt: "str | list[int]", max_new_tokens: 
     idx = torch.tensor([prompt_ids], dtype=torch.long)
     stop_id = tok.eot_id if stop_at_eot else None
     k = max(1, min(n_alternatives, model.cfg.vocab_size))
-    for step, out in enumerate(stream_ids(model, idx, max_new_tokens, params, generator, stop_id)):
+    for step, out in enumerate(stream_ids(model, idx, max_new_tokens, params, generator, stop_id,
+                                          precision=precision)):
         token_id = int(out.ids[0])
         probs = out.probs[0]
         top_p_vals, top_ids = torch.topk(probs, k)

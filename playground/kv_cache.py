@@ -43,3 +43,23 @@ class KVCache:
 
     def reset(self) -> None:
         self.length = 0
+
+
+class FusedKVCache:
+    """Keys and values of every layer for the fast path: ``kv[i]`` is ``(B, 2, H, max_len, D)``.
+
+    Keys and values of a layer sit side by side so one copy stores both.
+    """
+
+    def __init__(self, n_layers: int, batch_size: int, n_heads: int, max_len: int, head_dim: int,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        self.length = 0
+        self.max_len = max_len
+        self.kv = [torch.empty((batch_size, 2, n_heads, max_len, head_dim), device=device, dtype=dtype)
+                   for _ in range(n_layers)]
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+    def reset(self) -> None:
+        self.length = 0

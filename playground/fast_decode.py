@@ -1,0 +1,324 @@
+"""Fast inference for :class:`GPTModel`: the same maths, weights prepared once, no hooks.
+
+The book's model stays the readable reference (and the only path hooks see).
+Generation runs here when nobody is watching: :func:`fast_path_allowed` says
+when. What changes is only how the numbers are laid out and called:
+
+- the three attention projections ``W_query``/``W_key``/``W_value`` are
+  concatenated into one ``(3E, E)`` matrix, so each layer reads its input once;
+- on the CPU every matrix is prepacked once into oneDNN's blocked layout (in
+  bf16, converted first: plain bf16 ``F.linear`` repacks on every call and is no
+  faster than fp32), and GELU and the residual additions are fused into the
+  matrix products that precede them;
+- ``int8`` stores each weight row as int8 with one bf16 scale per output
+  (weight-only quantisation: activations stay bf16) — half the bytes of bf16;
+- one preallocated cache holds the keys and values of every layer, and the
+  vocabulary head is applied to the last position only.
+
+Decoding one token is memory-bound: every weight is read once per step, so
+bytes per weight set the speed limit (fp32 4, bf16 2, int8 1).
+
+The prepared weights are derived from the model's parameters and cached per
+model; they are rebuilt when a parameter is replaced or changed in place
+(its storage or version counter moves). Edits made through ``p.data`` bypass
+the version counter: call :func:`invalidate` after those.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .kv_cache import FusedKVCache
+from .model import GPTModel
+
+PRECISIONS: dict[str, str] = {
+    "fp32": "float32, same numbers as the book's model (the reference)",
+    "bf16": "bfloat16 weights and activations: about twice as fast, greedy text may differ slightly",
+    "int8": "int8 weights (one scale per output), bf16 activations: fastest, least exact",
+}
+DEFAULT_PRECISION = "fp32"
+
+_ONEDNN = torch.ops.mkldnn
+
+
+def _onednn_ok(device: torch.device) -> bool:
+    return device.type == "cpu" and torch.backends.mkldnn.is_available()
+
+
+class PackedLinear:
+    """``x @ W.T + b`` for 2-D ``x``, with ``W`` prepared once for one precision.
+
+    ``mode`` is ``"onednn"`` (fp32 or bf16 weights prepacked in oneDNN's blocked
+    layout, GELU / residual add fused into the product; the CPU default),
+    ``"dense"`` (plain ``F.linear``; other devices, or ``backend="dense"``) or
+    ``"int8"`` (weight-only int8, one scale per output row).
+    """
+
+    __slots__ = ("mode", "weight", "bias", "scales")
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, precision: str,
+                 backend: str | None = None) -> None:
+        weight = weight.detach()
+        bias = bias.detach() if bias is not None else None
+        self.scales = None
+        if precision == "int8":
+            w = weight.float()
+            scales = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0               # (out,)
+            self.mode = "int8"
+            self.weight = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+            self.scales = scales.to(torch.bfloat16)
+            self.bias = bias.to(torch.bfloat16) if bias is not None else None
+            return
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+        w = weight.to(dtype).contiguous()  # fp32: the parameter itself, no copy
+        self.bias = bias.to(dtype) if bias is not None else None
+        if backend is None:
+            backend = "onednn" if _onednn_ok(w.device) else "dense"
+        if backend == "onednn":
+            self.mode = "onednn"
+            self.weight = _ONEDNN._reorder_linear_weight(w, 1)  # blocked for small batches
+        else:
+            self.mode, self.weight = "dense", w
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "onednn":
+            return _ONEDNN._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        if self.mode == "int8":
+            y = torch.ops.aten._weight_int8pack_mm(x, self.weight, self.scales)
+            return y.add_(self.bias) if self.bias is not None else y
+        return F.linear(x, self.weight, self.bias)
+
+    def gelu(self, x: torch.Tensor) -> torch.Tensor:
+        """``gelu_tanh(x @ W.T + b)``."""
+        if self.mode == "onednn":
+            return _ONEDNN._linear_pointwise(x, self.weight, self.bias, "gelu", [], "tanh")
+        return F.gelu(self(x), approximate="tanh")
+
+    def add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``x @ W.T + b + residual``."""
+        if self.mode == "onednn":
+            return _ONEDNN._linear_pointwise.binary(x, residual, self.weight, self.bias, "add")
+        return self(x).add_(residual)
+
+    def nbytes(self) -> int:
+        if self.mode == "onednn":  # an opaque oneDNN tensor: count the elements it holds
+            n = self.weight.numel() * self.weight.element_size()
+        else:
+            n = self.weight.numel() * self.weight.element_size()
+        extra = [t for t in (self.bias, self.scales) if t is not None]
+        return n + sum(t.numel() * t.element_size() for t in extra)
+
+
+@dataclass
+class FastLayer:
+    ln1: tuple[torch.Tensor, torch.Tensor]
+    qkv: PackedLinear          # (3E, E): W_query, W_key, W_value stacked
+    out: PackedLinear
+    ln2: tuple[torch.Tensor, torch.Tensor]
+    fc: PackedLinear           # (4E, E), GELU fused
+    proj: PackedLinear         # (E, 4E)
+
+
+def _fingerprint(model: GPTModel) -> tuple:
+    """Changes when any parameter is replaced, moved, cast or edited in place."""
+    return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in model.parameters())
+
+
+class FastWeights:
+    """The model's weights laid out for fast inference in one precision."""
+
+    def __init__(self, model: GPTModel, precision: str, backend: str | None = None) -> None:
+        """``backend`` "dense" forces plain ``F.linear`` for fp32/bf16 (for comparisons)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        cfg = model.cfg
+        self.cfg = cfg
+        self.precision = precision
+        self.device = model.device
+        if precision == "int8" and self.device.type != "cpu":
+            raise ValueError("int8 weights are implemented for the CPU only")
+        self.dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+        self.cache_dtype = torch.float32 if self.device.type == "cpu" else self.dtype
+        self.fingerprint = _fingerprint(model)
+        self.eps = model.final_norm.eps
+        # Embeddings: one row is read per token, so they stay the model's own tensors.
+        self.tok_emb = model.tok_emb.weight.detach()
+        self.pos_emb = model.pos_emb.weight.detach()
+        self.layers: list[FastLayer] = []
+        for block in model.trf_blocks:
+            att, ff = block.att, block.ff
+            qkv_w = torch.cat([att.W_query.weight, att.W_key.weight, att.W_value.weight])  # (3E, E)
+            qkv_b = (torch.cat([att.W_query.bias, att.W_key.bias, att.W_value.bias])
+                     if att.W_query.bias is not None else None)
+            self.layers.append(FastLayer(
+                ln1=self._norm(block.norm1),
+                qkv=PackedLinear(qkv_w, qkv_b, precision, backend),
+                out=PackedLinear(att.out_proj.weight, att.out_proj.bias, precision, backend),
+                ln2=self._norm(block.norm2),
+                fc=PackedLinear(ff.layers[0].weight, ff.layers[0].bias, precision, backend),
+                proj=PackedLinear(ff.layers[2].weight, ff.layers[2].bias, precision, backend),
+            ))
+        self.ln_f = self._norm(model.final_norm)
+        self.head = PackedLinear(model.out_head.weight, model.out_head.bias, precision, backend)
+
+    def _norm(self, norm) -> tuple[torch.Tensor, torch.Tensor]:
+        return norm.scale.detach().to(self.dtype), norm.shift.detach().to(self.dtype)
+
+    def matrices(self) -> list[PackedLinear]:
+        return [m for l in self.layers for m in (l.qkv, l.out, l.fc, l.proj)] + [self.head]
+
+    def bytes_per_token(self) -> int:
+        """Weight bytes read to decode one token (every matrix once; two embedding rows ignored)."""
+        return sum(m.nbytes() for m in self.matrices())
+
+    def new_cache(self, batch_size: int, max_len: int) -> FusedKVCache:
+        """On the CPU a float32 cache in every precision: one-query attention in bf16 is
+        several times slower than in float32 there, and the cache is small beside the weights."""
+        cfg = self.cfg
+        return FusedKVCache(cfg.n_layers, batch_size, cfg.n_heads, max_len, cfg.head_dim,
+                            device=self.device, dtype=self.cache_dtype)
+
+    # ---------------------------------------------------------------- forward
+
+    @torch.inference_mode()
+    def forward(self, idx: torch.Tensor, cache: FusedKVCache) -> torch.Tensor:
+        """Logits ``(B, V)`` (float32) of the last position of ``idx`` ``(B, T)``.
+
+        Appends the keys and values of ``idx`` to ``cache``; positions continue
+        from ``cache.length``. Prefill and one-token decode are the same code.
+        """
+        b, t = idx.shape
+        start = cache.length
+        end = start + t
+        if end > self.cfg.context_length:
+            raise ValueError(f"{end} positions exceed the context length {self.cfg.context_length}")
+        if end > cache.max_len:
+            raise ValueError(f"KV cache full: {end} > {cache.max_len} positions")
+        h, d, e = self.cfg.n_heads, self.cfg.head_dim, self.cfg.emb_dim
+        x = F.embedding(idx, self.tok_emb) + self.pos_emb[start:end]             # (B, T, E)
+        x = x.to(self.dtype).reshape(b * t, e)                                  # (B*T, E)
+        causal = start == 0 and t > 1
+        mask = None
+        if start > 0 and t > 1:  # a chunk after cached tokens: query i sees keys <= start+i
+            q_pos = torch.arange(start, end, device=idx.device)[:, None]
+            mask = torch.arange(end, device=idx.device)[None, :] <= q_pos        # (T, end)
+        for layer, kv in zip(self.layers, cache.kv):                            # kv: (B, 2, H, L, D)
+            y = F.layer_norm(x, (e,), layer.ln1[0], layer.ln1[1], self.eps)
+            qkv = layer.qkv(y).view(b, t, 3, h, d)                              # (B, T, 3, H, D)
+            kv[:, :, :, start:end].copy_(qkv[:, :, 1:].permute(0, 2, 3, 1, 4))  # (B, 2, H, T, D)
+            q = qkv[:, :, 0].transpose(1, 2)                                    # (B, H, T, D)
+            if start == 0:  # nothing cached before: attend over the fresh keys as computed
+                k, v = qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+                ctx = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (B, H, T, D)
+            else:           # over the cache
+                ctx = F.scaled_dot_product_attention(q.to(kv.dtype), kv[:, 0, :, :end], kv[:, 1, :, :end],
+                                                     attn_mask=mask).to(self.dtype)
+            ctx = ctx.transpose(1, 2).reshape(b * t, e)                         # (B*T, E)
+            x = layer.out.add(ctx, x)                                           # shortcut fused
+            y = F.layer_norm(x, (e,), layer.ln2[0], layer.ln2[1], self.eps)
+            x = layer.proj.add(layer.fc.gelu(y), x)
+        cache.advance(t)
+        last = x.view(b, t, e)[:, -1]                                           # (B, E)
+        last = F.layer_norm(last, (e,), self.ln_f[0], self.ln_f[1], self.eps)
+        return self.head(last).float()                                          # (B, V)
+
+
+# ------------------------------------------------------------------ per-model cache
+
+_prepared: "weakref.WeakKeyDictionary[GPTModel, dict[str, FastWeights]]" = weakref.WeakKeyDictionary()
+_building: dict[tuple[int, str], threading.Event] = {}
+_lock = threading.Lock()
+
+
+def fast_weights(model: GPTModel, precision: str = DEFAULT_PRECISION) -> FastWeights:
+    """The prepared weights of ``model`` in ``precision``, built on first use and
+    rebuilt whenever the model's parameters changed since.
+
+    Built outside the lock, so preparing one model or precision never holds up a
+    request for another; a request for weights being built waits for that build.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    key = (id(model), precision)
+    while True:
+        now = _fingerprint(model)
+        with _lock:
+            fw = _prepared.get(model, {}).get(precision)
+            if fw is not None and fw.fingerprint == now:
+                return fw
+            pending = _building.get(key)
+            if pending is None:
+                pending = _building[key] = threading.Event()
+                break
+        pending.wait()  # someone else is building it: use theirs if still current
+    try:
+        fw = FastWeights(model, precision)
+        with _lock:
+            per_model = _prepared.setdefault(model, {})
+            for p, old in list(per_model.items()):
+                if old.fingerprint != fw.fingerprint:  # parameters changed: every precision is stale
+                    del per_model[p]
+            per_model[precision] = fw
+        return fw
+    finally:
+        with _lock:
+            del _building[key]
+        pending.set()
+
+
+def prepare_in_background(model: GPTModel, precisions: "tuple[str, ...]" = (DEFAULT_PRECISION,)) -> threading.Thread:
+    """Prepare ``precisions`` for ``model`` in a daemon thread (call right after loading),
+    so the first request finds them ready instead of paying the conversion."""
+    def work() -> None:
+        for p in precisions:
+            fast_weights(model, p)
+    thread = threading.Thread(target=work, name="prepare-fast-weights", daemon=True)
+    thread.start()
+    return thread
+
+
+def invalidate(model: GPTModel) -> None:
+    """Forget the prepared weights of ``model`` (after edits the version counter misses)."""
+    with _lock:
+        _prepared.pop(model, None)
+
+
+def fast_path_allowed(model: GPTModel) -> bool:
+    """True when the fast path gives what the model's own forward would: eval mode
+    (no dropout), no hooks on any module, no forced explicit attention."""
+    if model.training:
+        return False
+    from torch.nn.modules import module as nn_module
+    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
+        return False
+    for m in model.modules():
+        if m._forward_hooks or m._forward_pre_hooks:
+            return False
+        if getattr(m, "explicit", False):
+            return False
+    return True
+
+
+def precision_for(model: GPTModel, precision: str | None) -> str | None:
+    """The fast precision to use, or None for the model's own forward.
+
+    ``precision=None`` means "as the model is": fp32 for a float32 model,
+    bf16 for a bfloat16 one, the model's own forward for anything else.
+    """
+    if precision is None:
+        precision = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(model.dtype)
+        if precision is None:
+            return None
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision if fast_path_allowed(model) else None
+
+
+__all__ = ["PRECISIONS", "DEFAULT_PRECISION", "PackedLinear", "FastWeights", "fast_weights",
+           "prepare_in_background", "invalidate", "fast_path_allowed", "precision_for"]
