@@ -22,19 +22,12 @@ from bench import contenders as C
 from bench.measure import (gemv_bandwidth, interleaved, machine_info, median, peak_memory,
                            read_bandwidth, return_freed_memory, threads)
 from bench.report import Table, ratio, write
+from playground.examples import EXAMPLE_PROMPTS  # the app's example prompts
 from playground.fast_decode import FastWeights, fast_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = ("fp32", "bf16", "int8")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-EXAMPLE_PROMPTS = [  # the app's example prompts
-    "Every effort moves you",
-    "The capital of France is",
-    "Once upon a time, there was a little robot who",
-    "def fibonacci(n):",
-    "Mr. and Mrs. Dursley, of number four, Privet Drive, were proud to say that they were perfectly normal,",
-    "1, 2, 3, 4, 5,",
-]
 
 
 class Bench:

@@ -17,19 +17,13 @@ from ..hub import HUB_REPOS
 from ..paths import WEIGHTS_DIR
 from . import api, deeplink
 from . import handlers as h
+from ..examples import EXAMPLE_PROMPTS
 from . import validate as v
 from .figures import alternatives_figure
 from .state import ModelHolder
 from .theme import ABSOLUTE_LINK_JS, TOGGLE_PRESENTATION_JS, style_figure
 
-EXAMPLES = [
-    "Every effort moves you",
-    "The capital of France is",
-    "Once upon a time, there was a little robot who",
-    "def fibonacci(n):",
-    "Mr. and Mrs. Dursley, of number four, Privet Drive, were proud to say that they were perfectly normal,",
-    "1, 2, 3, 4, 5,",
-]
+EXAMPLES = EXAMPLE_PROMPTS
 DEFAULT_PROMPT = EXAMPLES[0]
 TAB_IDS = deeplink.TABS
 LANG_CHOICES = [("English", "en"), ("中文", "zh")]
