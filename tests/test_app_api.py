@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import socket
 import sys
 import time
 
@@ -14,15 +13,10 @@ import torch
 
 from playground.weights import save_model
 from tests.factories import make_model
+from tests.live_app import free_port
 
 ENDPOINTS = {"/generate", "/attention", "/trace", "/params", "/logit_lens", "/next_token", "/model_info"}
 MODEL_ENDPOINTS = {"generate", "attention", "trace", "logit_lens", "next_token"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

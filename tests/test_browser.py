@@ -5,7 +5,6 @@ makes is recorded: nothing may leave the app's own server (the page must work of
 """
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from playground.inspection.params import param_breakdown
 from playground.config import PRESETS
 from playground.weights import save_model
 from tests.factories import make_model
+from tests.live_app import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -27,12 +27,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (apt-get install chromium)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
