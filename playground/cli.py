@@ -6,6 +6,7 @@ import hashlib
 import sys
 from pathlib import Path
 
+from .fast_decode import PRECISIONS
 from .paths import DEFAULT_WEIGHTS
 from .weights import WeightsError, load_model
 
@@ -21,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=int, default=0, help="0 = off")
     g.add_argument("--top-p", type=float, default=1.0)
     g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--precision", choices=sorted(PRECISIONS), default=None,
+                   help="fast decoder weights: fp32 (exact; the default for a float32 model), "
+                        "bf16 (faster) or int8 (int8 weights, fastest)")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     i = sub.add_parser("info", help="print a weights file's config and parameter count")
     i.add_argument("weights", type=Path)
@@ -47,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(args.prompt)
             for step in stream_generate(model, args.prompt, args.max_new_tokens,
                                         temperature=args.temperature, top_k=args.top_k or None,
-                                        top_p=args.top_p, seed=args.seed, tokenizer=tok):
+                                        top_p=args.top_p, seed=args.seed, tokenizer=tok,
+                                        precision=args.precision):
                 ids.append(step.id)
                 text = tok.decode(ids)
                 if not text.endswith("\ufffd"):  # wait for the rest of a split character

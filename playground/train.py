@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .config import GPTConfig, get_preset
+from .loss_plot import write_loss_plot
 from .model import GPTModel
 from .train_data import (DEFAULT_CACHE_DIR, BatchSampler, SourceTokens, load_source, parse_weights,
                          validation_windows)
@@ -58,6 +59,15 @@ def init_weights(model: GPTModel, std: float = 0.02) -> None:
             torch.nn.init.normal_(p, 0.0, resid_std)
         else:
             torch.nn.init.normal_(p, 0.0, std)
+
+
+def start_from(model: GPTModel, weights: "str | Path") -> None:
+    """Copy the parameters of a saved model with the same config into ``model``."""
+    loaded = load_model(weights).model
+    if loaded.cfg != model.cfg:
+        raise SystemExit(f"--init {weights}: its config {loaded.cfg.to_json()} differs from "
+                         f"the run's {model.cfg.to_json()}")
+    model.load_state_dict(loaded.state_dict())
 
 
 def make_optimizer(model: GPTModel, lr: float, weight_decay: float,
@@ -223,27 +233,6 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def write_loss_plot(history: list[dict[str, Any]], path: Path, title: str = "Loss") -> Path:
-    """Train (per log point) and validation loss against tokens seen; HTML via plotly."""
-    import plotly.graph_objects as go
-
-    train = [h for h in history if "train_loss" in h]
-    val = [h for h in history if "val_loss" in h]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[h["tokens"] for h in train], y=[h["train_loss"] for h in train],
-                             mode="lines", name="train (mean since last point)"))
-    fig.add_trace(go.Scatter(x=[h["tokens"] for h in val], y=[h["val_loss"] for h in val],
-                             mode="lines+markers", name="validation (held-out documents)"))
-    fig.update_layout(title=title, xaxis_title="tokens seen", yaxis_title="cross-entropy (nats/token)",
-                      template="plotly_white")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".html":
-        fig.write_html(str(path), include_plotlyjs="cdn")
-    else:
-        fig.write_image(str(path))  # needs kaleido
-    return path
-
-
 # --------------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,9 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sampling weight of a source (file stem), relative to its natural share")
     g.add_argument("--val-fraction", type=float, default=0.01, help="share of documents held out")
     g.add_argument("--doc-chars", type=int, default=4000, help="documents are cut at about this size")
+    g.add_argument("--repeat-fraction", type=float, default=0.0,
+                   help="share of training rows in which a span of the row is repeated later "
+                        "(teaches copying / induction heads); held-out windows are never changed")
+    g.add_argument("--repeat-len", type=int, nargs=2, default=(8, 96), metavar=("MIN", "MAX"),
+                   help="length range of the repeated span, tokens")
+    g.add_argument("--repeat-random", type=float, default=0.0,
+                   help="share of those spans made of random corpus tokens (predictable only by copying)")
     g.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
     g = p.add_argument_group("model")
     g.add_argument("--preset", help="a named config from playground.config.PRESETS")
+    g.add_argument("--init", metavar="WEIGHTS",
+                   help="start from these weights (same config) instead of a random init; "
+                        "a checkpoint in the run dir still wins")
     g.add_argument("--config", help="GPTConfig as JSON text or a JSON file")
     for name, typ in (("context_length", int), ("emb_dim", int), ("n_heads", int), ("n_layers", int),
                       ("drop_rate", float)):
@@ -281,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help="final weights (.safetensors)")
     g.add_argument("--run-dir", help="checkpoints and logs (default runs/<out stem>)")
     g.add_argument("--save-dtype", choices=("fp32", "fp16", "bf16"), default="fp16")
-    g.add_argument("--plot", help="loss curve (.html; .png needs kaleido); default <out stem>_loss.html")
+    g.add_argument("--plot", help="loss curve: .svg (self-contained), .html (interactive, plotly.js embedded) "
+                        "or .png (needs kaleido); default <out stem>_loss.svg")
     g.add_argument("--log-every", type=int, default=10)
     g.add_argument("--eval-every", type=int, default=200, help="steps between validation losses")
     g.add_argument("--eval-windows", type=int, default=16, help="windows per source for periodic eval")
@@ -318,11 +318,13 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
     out = Path(args.out)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / out.stem
     run_dir.mkdir(parents=True, exist_ok=True)
-    plot_path = Path(args.plot) if args.plot else out.with_name(out.stem + "_loss.html")
+    plot_path = Path(args.plot) if args.plot else out.with_name(out.stem + "_loss.svg")
 
     sources: list[SourceTokens] = [load_source(f, args.val_fraction, args.seed, args.doc_chars,
                                                args.cache_dir) for f in args.data]
-    sampler = BatchSampler(sources, cfg.context_length, parse_weights(args.weight))
+    sampler = BatchSampler(sources, cfg.context_length, parse_weights(args.weight),
+                           repeat_fraction=args.repeat_fraction, repeat_len=tuple(args.repeat_len),
+                           repeat_random=args.repeat_random)
     val_small = validation_windows(sources, cfg.context_length, args.eval_windows)
     val_full = validation_windows(sources, cfg.context_length)
     say(f"sources (train tokens, share): " + ", ".join(
@@ -331,6 +333,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
     torch.manual_seed(args.seed)
     model = GPTModel(cfg)
     init_weights(model)
+    if args.init:
+        start_from(model, args.init)
+        say(f"initialised from {args.init}")
     model.to(device).train()
     opt = make_optimizer(model, args.lr, args.weight_decay)
     rng = np.random.default_rng(args.seed)

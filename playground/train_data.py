@@ -147,8 +147,20 @@ class BatchSampler:
     """
 
     def __init__(self, sources: Sequence[SourceTokens], context_length: int,
-                 weights: dict[str, float] | None = None) -> None:
+                 weights: dict[str, float] | None = None, repeat_fraction: float = 0.0,
+                 repeat_len: tuple[int, int] = (8, 96), repeat_random: float = 0.0) -> None:
         weights = weights or {}
+        if not 0.0 <= repeat_fraction <= 1.0:
+            raise ValueError(f"repeat_fraction must be in [0, 1], got {repeat_fraction}")
+        lo, hi = repeat_len
+        if repeat_fraction and not (1 <= lo <= hi and 2 * lo <= context_length + 1):
+            raise ValueError(f"repeat_len {repeat_len} must satisfy 1 <= MIN <= MAX and 2*MIN <= context + 1 "
+                             f"(longer spans are cut to half the window)")
+        if not 0.0 <= repeat_random <= 1.0:
+            raise ValueError(f"repeat_random must be in [0, 1], got {repeat_random}")
+        self.repeat_fraction = repeat_fraction
+        self.repeat_random = repeat_random
+        self.repeat_len = (lo, hi)
         unknown = set(weights) - {s.name for s in sources}
         if unknown:
             raise ValueError(f"weights for unknown source(s): {', '.join(sorted(unknown))}")
@@ -174,8 +186,41 @@ class BatchSampler:
             stream = self.sources[si].train
             start = int(rng.integers(0, stream.size - n + 1))
             rows[r] = stream[start:start + n]
+            if self.repeat_fraction and rng.random() < self.repeat_fraction:
+                filler = None
+                if self.repeat_random and rng.random() < self.repeat_random:
+                    filler = stream[rng.integers(0, stream.size, self.repeat_len[1])]
+                rows[r] = insert_repeat(rows[r], rng, *self.repeat_len, filler=filler)
         t = torch.from_numpy(rows)
         return t[:, :-1], t[:, 1:]
+
+
+def insert_repeat(row: np.ndarray, rng: np.random.Generator, min_len: int, max_len: int,
+                  filler: np.ndarray | None = None) -> np.ndarray:
+    """``row`` with a copy of one of its own spans inserted later on; same length.
+
+    A span ``row[i:i+L]`` is repeated at ``j >= i + L`` and the text then
+    resumes where it left off (``row[j:]``, its tail cut to keep the length)::
+
+        row[:j] + row[i:i+L] + row[j:n-L]
+
+    Text that quotes itself teaches *induction* (attend to what followed the
+    earlier occurrence of the current token, copy it), which ~10M tokens of
+    prose alone do not (see weights/README.md). The copy ends and the prose
+    goes on, so the model does not learn that a repeat never stops.
+
+    With ``filler`` (tokens drawn at random from the corpus, at least ``max_len``
+    of them), the span is first overwritten with ``filler[:L]``: its copy is then
+    predictable *only* by copying, the cleanest induction signal.
+    """
+    n = row.size
+    length = int(rng.integers(min_len, min(max_len, n // 2) + 1))
+    i = int(rng.integers(0, n - 2 * length + 1))       # the original span
+    if filler is not None:
+        row = row.copy()
+        row[i:i + length] = filler[:length]
+    j = int(rng.integers(i + length, n - length + 1))  # where its copy starts
+    return np.concatenate([row[:j], row[i:i + length], row[j:n - length]])
 
 
 def validation_windows(sources: Sequence[SourceTokens], context_length: int,

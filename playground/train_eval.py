@@ -118,13 +118,23 @@ def samples(model: GPTModel, prompts: Sequence[str] = PROMPTS, max_new_tokens: i
     return out
 
 
+def seen_tokens(train: Sequence[np.ndarray], min_count: int = 100, vocab: int = VOCAB) -> np.ndarray:
+    """Token ids that occur at least ``min_count`` times in the training streams."""
+    counts = np.zeros(vocab, dtype=np.int64)
+    for s in train:
+        counts += np.bincount(s, minlength=vocab)[:vocab]
+    return np.nonzero(counts >= min_count)[0]
+
+
 def best_heads(model: GPTModel, text_windows: Sequence[torch.Tensor], seq_len: int = 100,
-               batch: int = 8, seed: int = 0) -> dict[str, Any]:
+               batch: int = 8, seed: int = 0, pool: np.ndarray | None = None) -> dict[str, Any]:
     """Previous-token score (averaged over ``text_windows``) and induction score of every head.
 
     Uses :func:`playground.inspection.attention.head_scores` (hook point
     ``trf_blocks.{i}.att.hook_pattern``); induction is measured on ``seq_len``
-    uniformly random tokens repeated twice.
+    uniformly random tokens repeated twice, and, with ``pool``, also on random
+    tokens drawn from ``pool`` only (``induction_seen``): a small corpus never
+    shows the model most of the 50,257 ids, whose embeddings stay untrained.
     """
     from .inspection.attention import head_scores
 
@@ -140,8 +150,12 @@ def best_heads(model: GPTModel, text_windows: Sequence[torch.Tensor], seq_len: i
         i = int(grid.argmax())
         return {"layer": i // grid.shape[1], "head": i % grid.shape[1], "score": float(grid.flatten()[i])}
 
-    return {"previous_token": top(prev_mean), "induction": top(induction),
-            "previous_token_grid": prev_mean.tolist(), "induction_grid": induction.tolist()}
+    out = {"previous_token": top(prev_mean), "induction": top(induction),
+           "previous_token_grid": prev_mean.tolist(), "induction_grid": induction.tolist()}
+    if pool is not None:
+        seen = head_scores(model, seq_len=seq_len, batch=batch, seed=seed, pool=pool).induction
+        out.update(induction_seen=top(seen), induction_seen_grid=seen.tolist(), pool_size=int(len(pool)))
+    return out
 
 
 def with_mixture(losses: dict[str, float], shares: dict[str, float]) -> dict[str, float]:
@@ -176,7 +190,7 @@ def evaluate_weights(weights: "str | Path", sources: Sequence[SourceTokens], see
         "val_loss": val, "val_ppl": {k: math.exp(v) for k, v in val.items()},
         "unigram_loss": uni, "unigram_ppl": {k: math.exp(v) for k, v in uni.items()},
         "bigram_loss": bi, "bigram_ppl": {k: math.exp(v) for k, v in bi.items()},
-        "heads": best_heads(model, first_windows, seed=seed),
+        "heads": best_heads(model, first_windows, seed=seed, pool=seen_tokens(train)),
         "samples": samples(model, seed=seed),
     }
     return report

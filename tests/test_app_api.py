@@ -83,7 +83,7 @@ def test_only_the_seven_endpoints_are_public(server):
     assert api["unnamed_endpoints"] == {}
     gen = {p["parameter_name"]: p["parameter_default"] for p in api["named_endpoints"]["/generate"]["parameters"]}
     assert gen == {"prompt": None, "max_new_tokens": 50, "temperature": 1.0, "top_k": 50, "top_p": 1.0,
-                   "seed": None, "alternatives": 5}
+                   "seed": None, "alternatives": 5, "precision": "fp32"}
 
 
 @pytest.mark.slow
@@ -107,6 +107,8 @@ def test_generate_streams_one_message_per_token(server):
     assert final["generated_text"] == messages[-2]["text"] and final["tokens_per_second"] > 0
     again = client.predict("Hello there", 8, 1.0, 0, 1.0, 5, 3, api_name="/generate")
     assert again["generated_text"] == final["generated_text"]        # same seed, same text
+    fast = client.predict("Hello there", 8, 0.0, 0, 1.0, 5, 3, "bf16", api_name="/generate")
+    assert fast["settings"]["precision"] == "bf16" and fast["generated_tokens"] == 8
 
 
 @pytest.mark.slow
@@ -169,6 +171,7 @@ def test_inspection_endpoints(server):
     (("Hi", 10_000), "/generate", "Max new tokens must be between 1 and 500"),
     (("Hi", "lots"), "/generate", "Max new tokens must be a number"),
     (("Hi", 5, 1.0, 50, 0.0), "/generate", "Top-p must be above 0"),
+    (("Hi", 5, 1.0, 50, 1.0, 1, 3, "fp64"), "/generate", "Precision must be one of: fp32, bf16, int8"),
     (("Hi", 7), "/attention", "This model has 2 layers"),
     (("Hi", 0, 9), "/attention", "This model has 4 heads"),
     (("Hi", 0, 0, "diagonal"), "/attention", "View must be one of"),
@@ -207,7 +210,7 @@ def test_raw_http_values_a_client_cannot_send(server, first, fragment):
     _, url = server
     # Raw calls must carry every argument (Gradio fills in no defaults for them).
     given = len(json.loads("[" + first + "]"))            # Python's json reads NaN and Infinity too
-    defaults = ["", 50, 1.0, 50, 1.0, None, 5]
+    defaults = ["", 50, 1.0, 50, 1.0, None, 5, "fp32"]
     body = '{"data": [' + first + "".join(", " + json.dumps(x) for x in defaults[given:]) + "]}"
     stream = raw_call(url, "generate", body)
     assert "event: error" in stream and fragment in stream
@@ -216,5 +219,5 @@ def test_raw_http_values_a_client_cannot_send(server, first, fragment):
 @pytest.mark.slow
 def test_raw_http_generate_streams(server):
     _, url = server
-    stream = raw_call(url, "generate", json.dumps({"data": ["Hello", 3, 0.0, 0, 1.0, None, 2]}))
+    stream = raw_call(url, "generate", json.dumps({"data": ["Hello", 3, 0.0, 0, 1.0, None, 2, "int8"]}))
     assert stream.count("event: generating") >= 3 and "event: complete" in stream

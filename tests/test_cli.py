@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from playground.cli import main
@@ -17,6 +18,18 @@ def test_generate_greedy_prints_continuation(tmp_path, capsys):
     out = capsys.readouterr().out
     expected = generate(model, "Hello, I am", 8, temperature=0)
     assert out == "Hello, I am" + expected.text + "\n"
+
+
+def test_generate_precision_flag(tmp_path, capsys):
+    model = make_model()
+    path = save_model(model, tmp_path / "tiny.safetensors")
+    assert main(["generate", "Hello", "--weights", str(path), "--max-new-tokens", "6", "--temperature", "0",
+                 "--precision", "int8"]) == 0
+    expected = generate(model, "Hello", 6, temperature=0, precision="int8")
+    assert capsys.readouterr().out == "Hello" + expected.text + "\n"
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "Hello", "--weights", str(path), "--precision", "fp64"])
+    assert exc.value.code == 2 and "invalid choice: 'fp64'" in capsys.readouterr().err
 
 
 def test_info_and_errors(tmp_path, capsys):

@@ -185,6 +185,11 @@ def test_repeated_random_tokens_is_seeded_and_repeated():
     assert torch.equal(a[:, 1:], repeated_random_tokens(100, 7, batch=3, generator=g))
     b = repeated_random_tokens(100, 50, low=10, high=20)
     assert b.min() >= 10 and b.max() < 20
+    c = repeated_random_tokens(100, 60, batch=2, seed=3, pool=[5, 17, 42])
+    assert set(c.unique().tolist()) == {5, 17, 42} and torch.equal(c[:, :60], c[:, 60:])
+    for bad in ([], [100], [-1]):
+        with pytest.raises(ValueError, match="pool must hold token ids"):
+            repeated_random_tokens(100, 5, pool=bad)
 
 
 def previous_token_model() -> GPTModel:

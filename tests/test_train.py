@@ -13,7 +13,7 @@ from playground import train_data
 from playground.config import GPTConfig
 from playground.model import GPTModel
 from playground.train import lr_at, make_optimizer, run
-from playground.train_data import (BatchSampler, SourceTokens, load_source, parse_weights,
+from playground.train_data import (BatchSampler, SourceTokens, insert_repeat, load_source, parse_weights,
                                    split_documents, split_train_val, validation_windows)
 from playground.train_eval import KneserNeyBigram, bigram_nll, max_ngram_repeats, unigram_nll
 from playground.weights import load_model, read_header
@@ -107,6 +107,41 @@ def test_sampler_targets_are_inputs_shifted_by_one():
     torch.testing.assert_close(y[:, 0], x[:, 0] + 1)
 
 
+def test_insert_repeat_copies_an_earlier_span_and_keeps_the_length():
+    rng = np.random.default_rng(0)
+    row = np.arange(100)
+    for _ in range(200):
+        out = insert_repeat(row, rng, 5, 20)
+        assert out.size == 100
+        # Where the row stops counting up, a copy of an earlier span begins, and after
+        # it the text resumes where it left off: out[j:] = [i, i+L) + [j, 100-L).
+        j = int(np.argmax(np.diff(out) != 1)) + 1
+        i = int(out[j])
+        assert out[:j].tolist() == list(range(j))
+        fits = [n for n in range(5, 21) if i + n <= j and
+                out[j:].tolist() == list(range(i, i + n)) + list(range(j, 100 - n))]
+        assert fits, out
+
+
+def test_sampler_repeat_fraction():
+    src = SourceTokens("s", np.arange(5000, dtype=np.uint16), np.arange(10, dtype=np.uint16), 1, 1)
+    rng = np.random.default_rng(2)
+    x, y = BatchSampler([src], 64, repeat_fraction=1.0, repeat_len=(8, 16)).sample(32, rng)
+    full = torch.cat([x, y[:, -1:]], 1).numpy()
+    assert all((np.diff(r) != 1).sum() >= 1 for r in full)       # every row holds a copy
+    torch.testing.assert_close(x[:, 1:], y[:, :-1])
+    x0, _ = BatchSampler([src], 64).sample(32, rng)
+    assert (np.diff(x0.numpy(), axis=1) == 1).all()               # fraction 0: untouched
+    with pytest.raises(ValueError, match="repeat_fraction"):
+        BatchSampler([src], 64, repeat_fraction=1.5)
+    with pytest.raises(ValueError, match="repeat_len"):
+        BatchSampler([src], 64, repeat_fraction=0.5, repeat_len=(40, 50))
+    with pytest.raises(ValueError, match="repeat_random"):
+        BatchSampler([src], 64, repeat_fraction=0.5, repeat_random=2.0)
+    xr, _ = BatchSampler([src], 64, repeat_fraction=1.0, repeat_len=(8, 16), repeat_random=1.0).sample(8, rng)
+    assert all((np.diff(r) != 1).sum() >= 2 for r in xr.numpy())  # a random span and its copy
+
+
 def test_validation_windows_are_fixed_and_non_overlapping():
     src = SourceTokens("s", np.zeros(10, dtype=np.uint16), np.arange(100, dtype=np.uint16), 1, 1)
     w = validation_windows([src], 9)["s"]
@@ -153,7 +188,8 @@ def test_tiny_run_learns_and_writes_loadable_weights(tmp_path):
     assert loaded.file_dtype == torch.float16
     meta, _ = read_header(out)
     assert json.loads(meta["training"])["steps"] == 60
-    assert (tmp_path / "out" / "tiny_loss.html").stat().st_size > 1000
+    svg = (tmp_path / "out" / "tiny_loss.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2 and "validation" in svg
     assert (tmp_path / "run" / "summary.json").exists()
 
 
@@ -175,6 +211,25 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     b = load_model(resumed / "out" / "tiny.safetensors").model.state_dict()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_init_starts_from_saved_weights(tmp_path):
+    data = write_corpus(tmp_path / "tiny.txt")
+    first = run(tiny_args(data, tmp_path / "a", 40, "--save-dtype", "fp32"))
+    init = tmp_path / "a" / "out" / "tiny.safetensors"
+    # Zero learning rate: the run must end where it started, i.e. at the --init weights.
+    run(tiny_args(data, tmp_path / "b", 3, "--save-dtype", "fp32", "--init", str(init),
+                  "--lr", "0", "--min-lr", "0", "--weight-decay", "0"))
+    a = load_model(init).model.state_dict()
+    b = load_model(tmp_path / "b" / "out" / "tiny.safetensors").model.state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=name)
+    second = run(tiny_args(data, tmp_path / "c", 10, "--init", str(init), "--repeat-fraction", "0.5",
+                           "--repeat-len", "2", "8"))
+    assert second["val_loss"] < first["val_loss"] + 0.5      # it continued, not restarted
+    wider = TINY.replace(emb_dim=32)
+    with pytest.raises(SystemExit, match="differs from the run's"):
+        run(tiny_args(data, tmp_path / "d", 3, "--init", str(init)) + ["--config", wider.to_json()])
 
 
 def test_no_resume_starts_over(tmp_path):

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from playground import fast_decode
 from playground.config import PRESETS
+from playground.generation import generate
 from playground.ui import deeplink
 from playground.ui import handlers as h
 from playground.ui import validate as v
@@ -135,6 +137,18 @@ def test_bad_file_keeps_the_model_in_use(weights_dir, tmp_path):
     assert holder.current().generation == before.generation + 1
 
 
+def test_a_load_prepares_the_fp32_decoder_in_the_background(weights_dir):
+    import time
+    snap = ModelHolder(weights_dir / "tiny.safetensors", hash_in_background=False).require()
+    deadline = time.monotonic() + 60
+    while "fp32" not in fast_decode._prepared.get(snap.model, {}) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(fast_decode._prepared[snap.model]) == {"fp32"}   # the others wait for their first use
+    off = ModelHolder(weights_dir / "tiny.safetensors", hash_in_background=False, prepare_fast_weights=False)
+    time.sleep(0.2)
+    assert off.require().model not in fast_decode._prepared
+
+
 def test_hub_download_offline_says_where_to_put_the_file(holder, monkeypatch, tmp_path):
     from playground.hub import download_gpt2
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -191,6 +205,27 @@ def test_generate_is_reproducible_with_a_seed(snap):
     assert a == b
 
 
+@pytest.mark.parametrize("choice, engine", [("fp32", "fp32"), ("bf16 (faster)", "bf16"), ("INT8", "int8"),
+                                            (None, "fp32"), ("bfloat16", "bf16")])
+def test_generate_precision_choice_reaches_the_engine(snap, choice, engine):
+    req = h.check_generate(snap, "Hello", 4, 0.0, 0, 1.0, None, 3, choice)
+    assert req.precision == engine
+    fast_decode.invalidate(snap.model)
+    gv = list(h.stream_generation(snap, req))[-1]
+    assert set(fast_decode._prepared.get(snap.model, {})) == {engine}   # the decoder it ran on
+    assert gv.record()["settings"]["precision"] == engine and f"**precision:** {engine}" in gv.stats()
+
+
+def test_generate_fp32_choice_gives_the_models_own_greedy_text(snap):
+    req = h.check_generate(snap, "Hello there", 10, 0.0, 0, 1.0, None, 3, "fp32")
+    ids = list(h.stream_generation(snap, req))[-1].ids
+    snap.model.set_explicit_attention(True)          # the model's own forward, no fast path
+    try:
+        assert ids == generate(snap.model, "Hello there", 10, temperature=0).ids
+    finally:
+        snap.model.set_explicit_attention(False)
+
+
 def test_generate_notes_when_cropping_began(snap):
     req = h.check_generate(snap, "one two three", 40, 0.0, 0, 1.0, None, 3)
     gv = list(h.stream_generation(snap, req))[-1]
@@ -206,6 +241,7 @@ def test_generate_notes_when_cropping_began(snap):
     (dict(prompt="x", top_k=10**9), "Top-k"),
     (dict(prompt="x", top_p=1.5), "Top-p"),
     (dict(prompt="x", seed="soon"), "Seed"),
+    (dict(prompt="x", precision="fp64"), "Precision must be one of: fp32, bf16, int8"),
 ])
 def test_generate_validation(snap, kwargs, fragment):
     with pytest.raises(InputError, match=fragment):

@@ -226,19 +226,28 @@ def induction_score(pattern: torch.Tensor, seq_len: int, prefix_len: int = 0) ->
 
 def repeated_random_tokens(vocab_size: int, seq_len: int, *, batch: int = 1, seed: int = 0,
                            generator: torch.Generator | None = None, prefix_id: int | None = None,
-                           low: int = 0, high: int | None = None) -> torch.Tensor:
-    """``(batch, P + 2*seq_len)``: ``[prefix_id] + r + r`` with ``r`` uniform in ``[low, high)``.
+                           low: int = 0, high: int | None = None,
+                           pool: "Sequence[int] | torch.Tensor | None" = None) -> torch.Tensor:
+    """``(batch, P + 2*seq_len)``: ``[prefix_id] + r + r`` with ``r`` uniform in ``[low, high)``,
+    or uniform over the ids in ``pool`` when given (e.g. the tokens a small model has seen).
 
     Drawn from ``generator`` if given, else from a fresh one seeded with
     ``seed`` (nothing global is touched), so the same seed gives the same
     sequence everywhere. ``high`` defaults to ``vocab_size``.
     """
-    high = vocab_size if high is None else high
-    if not 0 <= low < high <= vocab_size:
-        raise ValueError(f"need 0 <= low < high <= vocab_size, got low={low}, high={high}")
     if generator is None:
         generator = torch.Generator().manual_seed(int(seed))
-    r = torch.randint(low, high, (batch, seq_len), generator=generator, device=generator.device)
+    if pool is not None:
+        ids = torch.as_tensor(pool, dtype=torch.long).flatten()
+        if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
+            raise ValueError(f"pool must hold token ids in [0, {vocab_size})")
+        pick = torch.randint(0, ids.numel(), (batch, seq_len), generator=generator, device=generator.device)
+        r = ids.to(pick.device)[pick]
+    else:
+        high = vocab_size if high is None else high
+        if not 0 <= low < high <= vocab_size:
+            raise ValueError(f"need 0 <= low < high <= vocab_size, got low={low}, high={high}")
+        r = torch.randint(low, high, (batch, seq_len), generator=generator, device=generator.device)
     parts = [r, r]
     if prefix_id is not None:
         parts.insert(0, torch.full((batch, 1), int(prefix_id), dtype=r.dtype, device=r.device))
@@ -331,7 +340,8 @@ def _scored_pass(model: GPTModel, ids: torch.Tensor,
 def head_scores(model: GPTModel, tokens: TokenInput | None = None, *,
                 tokenizer: TokenizerLike | None = None, seq_len: int = 50, batch: int = 4,
                 seed: int = 0, generator: torch.Generator | None = None,
-                prefix_id: int | None = None, low: int = 0, high: int | None = None) -> HeadScores:
+                prefix_id: int | None = None, low: int = 0, high: int | None = None,
+                pool: "Sequence[int] | torch.Tensor | None" = None) -> HeadScores:
     """Score every head of ``model``: previous-token, first-token (sink), current-token,
     mean entropy and induction — each a ``(n_layers, n_heads)`` float tensor on the CPU.
 
@@ -343,7 +353,8 @@ def head_scores(model: GPTModel, tokens: TokenInput | None = None, *,
     - ``entropy``: mean over ``i >= 1`` of ``-sum_j A[i,j] ln A[i,j]`` (nats);
     - ``induction``: on ``[prefix_id] + r + r`` (``r``: ``seq_len`` tokens drawn
       uniformly from ``[low, high)``), mean weight of each second-half token on
-      the token after its first occurrence (key ``i - seq_len + 1``).
+      the token after its first occurrence (key ``i - seq_len + 1``). ``pool``
+      draws ``r`` from those ids instead (see :func:`repeated_random_tokens`).
 
     The first four are measured on ``tokens`` (ids, or text with ``tokenizer``)
     when given, else on the unrepeated first half of the random sequences.
@@ -364,7 +375,7 @@ def head_scores(model: GPTModel, tokens: TokenInput | None = None, *,
         note = f"seq_len {seq_len} does not fit twice in the context ({ctx}); used {fit}."
         seq_len = fit
     rand = repeated_random_tokens(model.cfg.vocab_size, seq_len, batch=batch, seed=seed,
-                                  generator=generator, prefix_id=prefix_id, low=low, high=high)
+                                  generator=generator, prefix_id=prefix_id, low=low, high=high, pool=pool)
     rand = rand.to(model.device)                                                # (B, P + 2n)
     half = (1, prefix_len + seq_len)  # queries of the unrepeated half
     reducers = {"induction": lambda p: induction_score(p, seq_len, prefix_len)}

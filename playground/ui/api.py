@@ -22,13 +22,16 @@ def register(holder: ModelHolder, model_queue: dict[str, Any]) -> None:
     ``concurrency_id``/``concurrency_limit`` of everything that runs the model."""
 
     def generate(prompt: str, max_new_tokens: int = 50, temperature: float = 1.0, top_k: int = 50,
-                 top_p: float = 1.0, seed: int | None = None, alternatives: int = 5) -> Iterator[dict]:
+                 top_p: float = 1.0, seed: int | None = None, alternatives: int = 5,
+                 precision: str = "fp32") -> Iterator[dict]:
         """Stream a continuation of `prompt`, one message per token: {"done": false, "step", "token",
         "token_id", "prob", "alternatives": [[id, token, prob], ...], "text" (all generated text so far),
         "cropped"}. The last message has "done": true and the whole record (settings, steps,
-        tokens_per_second, crop_started_at). temperature 0 = greedy; top_k 0 = off; seed null = random."""
+        tokens_per_second, crop_started_at). temperature 0 = greedy; top_k 0 = off; seed null = random.
+        precision: "fp32" (exact, the default), "bf16" (faster) or "int8" (int8 weights, fastest)."""
         snap = holder.require()
-        req = h.check_generate(snap, prompt, max_new_tokens, temperature, top_k, top_p, seed, alternatives)
+        req = h.check_generate(snap, prompt, max_new_tokens, temperature, top_k, top_p, seed, alternatives,
+                               precision)
         for view in h.stream_generation(snap, req):
             if view.done:
                 yield {"done": True, **view.record()}

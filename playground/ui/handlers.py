@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 import plotly.graph_objects as go
 
 from ..config import PRESETS, GPTConfig
+from ..fast_decode import DEFAULT_PRECISION, PRECISIONS
 from ..generation import stream_generate
 from ..hub import HUB_REPOS, HubUnavailableError, download_gpt2
 from ..sampling import SamplingParams
@@ -133,11 +134,19 @@ class GenerateRequest:
     top_p: float
     seed: int | None
     alternatives: int
+    precision: str = DEFAULT_PRECISION
+
+
+# What the Generate tab's precision choice offers (label -> engine name), the reference first.
+PRECISION_LABELS = {"fp32": "fp32 (exact)", "bf16": "bf16 (faster)", "int8": "int8 (fastest)"}
+PRECISION_CHOICES = {**{n: n for n in PRECISIONS}, **{lab.lower(): n for n, lab in PRECISION_LABELS.items()},
+                     "float32": "fp32", "bfloat16": "bf16"}
 
 
 @user_errors
 def check_generate(snap: Snapshot, prompt: Any, max_new_tokens: Any = 50, temperature: Any = 1.0,
-                   top_k: Any = 50, top_p: Any = 1.0, seed: Any = None, alternatives: Any = 10) -> GenerateRequest:
+                   top_k: Any = 50, top_p: Any = 1.0, seed: Any = None, alternatives: Any = 10,
+                   precision: Any = DEFAULT_PRECISION) -> GenerateRequest:
     text = v.prompt(prompt)
     req_max = v.whole(max_new_tokens, "Max new tokens", 1, v.MAX_NEW_TOKENS, default=50)
     temp = v.real(temperature, "Temperature", 0.0, v.MAX_TEMPERATURE, default=1.0)
@@ -145,9 +154,10 @@ def check_generate(snap: Snapshot, prompt: Any, max_new_tokens: Any = 50, temper
     p = v.real(top_p, "Top-p", 0.0, 1.0, default=1.0, lo_open=True)
     s = v.seed(seed)
     n_alt = v.whole(alternatives, "Alternatives", 1, v.MAX_ALTERNATIVES, default=10)
+    prec = v.choice(precision, "Precision", PRECISION_CHOICES, default=DEFAULT_PRECISION)
     ids = encode(snap, text)
     v.prompt_fits(len(ids), snap.model.cfg.context_length)
-    return GenerateRequest(text, tuple(ids), req_max, temp, k, p, s, n_alt)
+    return GenerateRequest(text, tuple(ids), req_max, temp, k, p, s, n_alt, prec)
 
 
 # Probability bands for colouring generated tokens: a legend an audience can read at a glance.
@@ -186,6 +196,9 @@ class GenerationView:
     def stats(self) -> str:
         line = (f"**Prompt:** {self.prompt_tokens:,} tokens · **generated:** {len(self.steps):,} tokens · "
                 f"**speed:** {self.tokens_per_second:,.1f} tokens/s")
+        precision = self.settings.get("precision")
+        if precision:
+            line += f" · **precision:** {precision}"
         if self.stopped:
             line += " · **stopped**"
         elif not self.done:
@@ -234,11 +247,12 @@ def stream_generation(snap: Snapshot, req: GenerateRequest) -> Iterator[Generati
     view = GenerationView(req.prompt, len(req.prompt_ids), snap.model.cfg.context_length,
                           settings={"max_new_tokens": req.max_new_tokens, "temperature": req.temperature,
                                     "top_k": req.top_k, "top_p": req.top_p, "seed": req.seed,
-                                    "model": snap.name})
+                                    "precision": req.precision, "model": snap.name})
     start = time.perf_counter()
     for step in stream_generate(snap.model, list(req.prompt_ids), req.max_new_tokens,
                                 temperature=req.temperature, top_k=req.top_k or None, top_p=req.top_p,
-                                seed=req.seed, n_alternatives=req.alternatives, tokenizer=tok):
+                                seed=req.seed, n_alternatives=req.alternatives, tokenizer=tok,
+                                precision=req.precision):
         view.ids.append(step.id)
         view.steps.append({"step": step.step, "id": step.id, "token": step.text, "prob": step.prob,
                            "top": [list(t) for t in step.top], "cropped": step.cropped})

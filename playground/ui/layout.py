@@ -86,6 +86,12 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                             top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", info="1 = off")
                         seed = gr.Number(value=-1, label="Seed (-1 = random; any other number repeats the same text)",
                                          precision=0, minimum=-1, maximum=v.MAX_SEED)
+                        gen_precision = gr.Radio(
+                            [(label, name) for name, label in h.PRECISION_LABELS.items()], value="fp32",
+                            label="Precision of the fast decoder",
+                            info="fp32 gives the book model's exact numbers; bf16 and int8 weights read fewer "
+                                 "bytes per token, so they run faster, and greedy text can differ slightly.",
+                            elem_id="gen-precision")
                         with gr.Row():
                             gen_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                             stop_btn = gr.Button("Stop", variant="stop", elem_id="stop-btn")
@@ -272,9 +278,9 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
             return (gr.update(maximum=max(cfg.n_layers - 1, 1)), gr.update(maximum=max(cfg.n_heads - 1, 1)))
 
         # Generate ----------------------------------------------------------------------------------
-        def ui_generate(prompt, max_new_tokens, temp, k, p, s, present_on):
+        def ui_generate(prompt, max_new_tokens, temp, k, p, s, precision, present_on):
             snap = need_model()
-            req = h.check_generate(snap, prompt, max_new_tokens, temp, k, p, s, ALTERNATIVES)
+            req = h.check_generate(snap, prompt, max_new_tokens, temp, k, p, s, ALTERNATIVES, precision)
             last_text = last_tokens = 0.0
             gv = None
             for gv in h.stream_generation(snap, req):
@@ -519,7 +525,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
         # -------------------------------------------------------------------------------- wiring
 
         # Generate: the text streams; Stop cancels at once and keeps what was generated so far.
-        gen_io = dict(fn=ui_generate, inputs=[gen_prompt, max_new, temperature, top_k, top_p, seed, present],
+        gen_io = dict(fn=ui_generate, inputs=[gen_prompt, max_new, temperature, top_k, top_p, seed, gen_precision, present],
                       outputs=[gen_text, gen_tokens, gen_stats, gen_state, alt_caption, alt_table, alt_fig,
                                gen_json, gen_csv], **model_queue, **private)
         gen_event = gen_btn.click(**gen_io)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..fast_decode import prepare_in_background
 from ..model import GPTModel
 from ..weights import WeightsError, load_model
 
@@ -84,11 +85,13 @@ class ModelHolder:
     """
 
     def __init__(self, default_path: "str | Path | None" = None, device: str | None = None,
-                 dtype: torch.dtype = torch.float32, hash_in_background: bool = True) -> None:
+                 dtype: torch.dtype = torch.float32, hash_in_background: bool = True,
+                 prepare_fast_weights: bool = True) -> None:
         self.default_path = Path(default_path) if default_path else None
         self.device = pick_device(device)
         self.dtype = dtype
         self.hash_in_background = hash_in_background
+        self.prepare_fast_weights = prepare_fast_weights
         self._load_lock = threading.RLock()
         self._snapshot: Snapshot | None = None
         self._generation = 0
@@ -136,6 +139,8 @@ class ModelHolder:
             self._tried_default = True
             self.startup_error = None
         self._hash(snap)
+        if self.prepare_fast_weights:
+            prepare_in_background(snap.model)   # the first Generate finds the fp32 decoder ready
         return snap
 
     def ensure_loaded(self) -> Snapshot | None:
