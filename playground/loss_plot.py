@@ -78,10 +78,10 @@ def loss_svg(history: Sequence[dict[str, Any]], title: str = "Loss", marks: Sequ
     for x in _ticks(0, x_max, 6):
         out.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{top}" y2="{top + ph}" stroke="#f0f0f0"/>')
         out.append(f'<text x="{px(x):.1f}" y="{top + ph + 16}" text-anchor="middle">{_fmt_tokens(x)}</text>')
-    for x, label in marks:
+    for i, (x, label) in enumerate(marks):
         out.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{top}" y2="{top + ph}" stroke="#888" '
                    f'stroke-dasharray="4 3"/>')
-        out.append(f'<text x="{px(x) + 4:.1f}" y="{top + 12}" fill="#555">{escape(label)}</text>')
+        out.append(f'<text x="{px(x) + 4:.1f}" y="{top + 12 + 14 * (i % 3)}" fill="#555">{escape(label)}</text>')
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
     out.append(line(train, TRAIN_COLOR, 1.2))
     out.append(line(val, VAL_COLOR, 2.0))
@@ -89,7 +89,7 @@ def loss_svg(history: Sequence[dict[str, Any]], title: str = "Loss", marks: Sequ
     out.append(f'<text x="{left + pw / 2}" y="{height - 12}" text-anchor="middle">tokens seen</text>')
     out.append(f'<text transform="translate(16 {top + ph / 2}) rotate(-90)" text-anchor="middle">'
                f'cross-entropy (nats/token)</text>')
-    lx, ly = left + pw - 250, top + 8          # upper right: loss curves fall away from it
+    lx, ly = left + 8, top + ph - 42           # lower left: falling loss curves stay clear of it
     out.append(f'<rect x="{lx}" y="{ly}" width="244" height="34" fill="white" stroke="#ccc"/>')
     out.append(f'<line x1="{lx + 8}" x2="{lx + 30}" y1="{ly + 11}" y2="{ly + 11}" stroke="{TRAIN_COLOR}" '
                f'stroke-width="2"/><text x="{lx + 36}" y="{ly + 15}">train (mean since last point)</text>')

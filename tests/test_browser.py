@@ -30,20 +30,27 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def live(tmp_path_factory):
+    """(url, model holder, weights folder) of a running app on a tiny model."""
     from playground.ui import ModelHolder, build_demo, launch_kwargs
     folder = tmp_path_factory.mktemp("weights")
     save_model(make_model(), folder / "tiny.safetensors")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    demo = build_demo(ModelHolder(folder / "tiny.safetensors", device="cpu"), weights_dir=folder)
+    holder = ModelHolder(folder / "tiny.safetensors", device="cpu")
+    demo = build_demo(holder, weights_dir=folder)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
                             quiet=True, **launch_kwargs())
     try:
-        yield url.rstrip("/")
+        yield url.rstrip("/"), holder, folder
     finally:
         demo.close()
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def app_url(live):
+    return live[0]
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +251,17 @@ def record_values(page, selector: str) -> None:
             if (window.__seen[window.__seen.length - 1] !== v) window.__seen.push(v);
         }, 5);
     }""", selector)
+
+
+def test_open_pages_see_a_model_swap(page, live):
+    """Another user loads a model: every open page's header names it within a refresh period."""
+    from playground.ui.layout import BADGE_REFRESH_S
+    url, holder, folder = live
+    page.goto(url)
+    badge = page.locator("#model-badge")
+    badge.get_by_text("tiny").wait_for()
+    holder.load(folder / "tiny.safetensors", name="swapped-in")
+    try:
+        badge.get_by_text("swapped-in").wait_for(timeout=(BADGE_REFRESH_S + 20) * 1000)
+    finally:
+        holder.load(folder / "tiny.safetensors", name="tiny")

@@ -24,6 +24,15 @@ PROMPTS = ["Hello, I am", pytest.param("It is a truth universally acknowledged",
            pytest.param("Once upon a time", marks=LOOPS)]
 
 
+# Known failure, kept visible: no head reaches issue 3's aim of 0.5 (see the model card).
+NO_HEADS = pytest.mark.xfail(strict=True, reason="no previous-token or induction head above 0.5 yet")
+TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+        "must be in want of a wife. However little known the feelings or views of such a man may be "
+        "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
+        "surrounding families, that he is considered as the rightful property of some one or other "
+        "of their daughters.")
+
+
 @pytest.fixture(scope="module")
 def model():
     return load_model(WEIGHTS).model
@@ -79,3 +88,13 @@ def test_predicts_english_better_than_chance(model):
         logits = model(x[:, :-1])
     loss = torch.nn.functional.cross_entropy(logits[0], x[0, 1:])
     assert float(loss) < 5.0
+
+
+@NO_HEADS
+def test_has_a_previous_token_head_and_an_induction_head(model):
+    from playground.inspection.attention import head_scores
+    from playground.tokenizer import get_tokenizer
+
+    scores = head_scores(model, get_tokenizer().encode(TEXT), seq_len=100, batch=8, seed=0)
+    assert scores.previous_token.max() > 0.5, scores.previous_token
+    assert scores.induction.max() > 0.5, scores.induction

@@ -33,6 +33,7 @@ SCORE_CHOICES = [(h.SCORE_LABELS[n], n) for n in ("previous_token", "first_token
 TEXT_EVERY_S = 0.1             # page updates while streaming, however fast the model is
 TOKENS_EVERY_S = 0.5
 ALTERNATIVES = 10
+BADGE_REFRESH_S = 10.0        # how often open pages re-read which model is loaded
 PARAM_FIELDS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias", "tie_embeddings")
 SHARED_NOTE = ("The model is shared by everyone using this app: loading another one changes it for all "
                "open pages (each request keeps the model it started with).")
@@ -272,6 +273,10 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
             return (f"**Model:** {snap.name} · {snap.model.num_parameters() / 1e6:,.1f}M parameters · "
                     f"{cfg.n_layers} layers × {cfg.n_heads} heads · context {cfg.context_length} · "
                     f"{snap.device}")
+
+        def ui_badge_if_changed(shown: str):
+            now = ui_badge()
+            return gr.skip() if now == shown else now
 
         def sliders_for_model() -> tuple[dict, dict]:
             cfg = cfg_or_default()
@@ -592,6 +597,9 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
 
         # Page load: apply the deep link, then draw the linked tab's view (the others wait until opened).
         loaded = demo.load(ui_on_load, None, load_outputs, **light, **private)
+        # Someone else may swap the shared model: every open page re-reads the header badge.
+        badge_timer = gr.Timer(BADGE_REFRESH_S)
+        badge_timer.tick(ui_badge_if_changed, [badge], [badge], show_progress="hidden", **light, **private)
 
         # One event in the model queue per page load; it returns at once unless the link named a tab
         # whose view needs the model.
