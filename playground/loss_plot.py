@@ -78,14 +78,16 @@ def loss_svg(history: Sequence[dict[str, Any]], title: str = "Loss", marks: Sequ
     for x in _ticks(0, x_max, 6):
         out.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{top}" y2="{top + ph}" stroke="#f0f0f0"/>')
         out.append(f'<text x="{px(x):.1f}" y="{top + ph + 16}" text-anchor="middle">{_fmt_tokens(x)}</text>')
-    for i, (x, label) in enumerate(marks):
+    for x, _ in marks:
         out.append(f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{top}" y2="{top + ph}" stroke="#888" '
                    f'stroke-dasharray="4 3"/>')
-        out.append(f'<text x="{px(x) + 4:.1f}" y="{top + 12 + 14 * (i % 3)}" fill="#555">{escape(label)}</text>')
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
     out.append(line(train, TRAIN_COLOR, 1.2))
     out.append(line(val, VAL_COLOR, 2.0))
     out += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{VAL_COLOR}"/>' for x, y in val]
+    for i, (x, label) in enumerate(marks):   # labels over the curves, on a white ground
+        out.append(f'<text x="{px(x) + 4:.1f}" y="{top + 12 + 14 * (i % 3)}" fill="#555" stroke="white" '
+                   f'stroke-width="3" paint-order="stroke">{escape(label)}</text>')
     out.append(f'<text x="{left + pw / 2}" y="{height - 12}" text-anchor="middle">tokens seen</text>')
     out.append(f'<text transform="translate(16 {top + ph / 2}) rotate(-90)" text-anchor="middle">'
                f'cross-entropy (nats/token)</text>')

@@ -16,10 +16,11 @@ from playground.weights import load_model, read_header
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 WEIGHTS = WEIGHTS_DIR / "default.safetensors"
 CARD = WEIGHTS_DIR / "README.md"
-# Known failure, kept visible: the shipped model (12M tokens of training) still falls into greedy
+# Known failure, kept visible: the shipped model (37M tokens of training) still falls into greedy
 # loops on these prompts (issue 3's quality bar). strict: the mark must go once it passes.
 LOOPS = pytest.mark.xfail(strict=True, reason="the shipped model loops greedily on this prompt")
-PROMPTS = ["Hello, I am", pytest.param("It is a truth universally acknowledged", marks=LOOPS),
+PROMPTS = [pytest.param("Hello, I am", marks=LOOPS),
+           pytest.param("It is a truth universally acknowledged", marks=LOOPS),
            pytest.param("The President said", marks=LOOPS),
            pytest.param("Once upon a time", marks=LOOPS)]
 

@@ -75,6 +75,7 @@ def choice_of(*names: str) -> st.SearchStrategy:
     return st.one_of(st.sampled_from(names), st.sampled_from([n.upper() for n in names]), any_text, JUNK)
 
 
+precisions = choice_of("fp32", "bf16", "int8", "fp32 (exact)", "bf16 (faster)")
 flags = st.one_of(st.booleans(), st.sampled_from(["true", "false", "yes", "0", 1, 0, 2, "maybe"]), JUNK)
 
 # ------------------------------------------------------------------------------------ fixtures
@@ -136,12 +137,14 @@ def json_safe(value: Any) -> None:
 
 @FUZZ
 @given(prompt=prompt_values, n=number(1, v.MAX_NEW_TOKENS), temperature=number(0, v.MAX_TEMPERATURE),
-       top_k=number(0, 60_000), top_p=number(0, 1), seed=number(-1, v.MAX_SEED), alternatives=number(1, 20))
-def test_api_generate(app, prompt, n, temperature, top_k, top_p, seed, alternatives):
+       top_k=number(0, 60_000), top_p=number(0, 1), seed=number(-1, v.MAX_SEED), alternatives=number(1, 20),
+       precision=precisions)
+def test_api_generate(app, prompt, n, temperature, top_k, top_p, seed, alternatives, precision):
     _, fns, _ = app
     if isinstance(n, int) and n > 40:      # long runs are legal but slow: keep the bound, not the length
         n = v.MAX_NEW_TOKENS if n == v.MAX_NEW_TOKENS else 40
-    out = call("api /generate", fns["generate"], prompt, n, temperature, top_k, top_p, seed, alternatives)
+    out = call("api /generate", fns["generate"], prompt, n, temperature, top_k, top_p, seed, alternatives,
+               precision)
     if out is not None:
         assert out[-1]["done"] and out[-1]["generated_tokens"] == len(out) - 1
         json_safe(out)
@@ -214,10 +217,10 @@ SMALL = settings(FUZZ, max_examples=max(EXAMPLES // 2, 10))
 
 @SMALL
 @given(prompt=prompt_values, n=number(1, 40), temperature=number(0, 2), top_k=number(0, 200), top_p=number(0, 1),
-       seed=number(-1, v.MAX_SEED), present=flags)
-def test_page_generate(app, prompt, n, temperature, top_k, top_p, seed, present):
+       seed=number(-1, v.MAX_SEED), precision=precisions, present=flags)
+def test_page_generate(app, prompt, n, temperature, top_k, top_p, seed, precision, present):
     _, fns, _ = app
-    call("page generate", fns["ui_generate"], prompt, n, temperature, top_k, top_p, seed, present)
+    call("page generate", fns["ui_generate"], prompt, n, temperature, top_k, top_p, seed, precision, present)
 
 
 @SMALL
@@ -360,7 +363,7 @@ def test_a_nul_byte_in_a_file_name_is_a_plain_refusal(app, tmp_path):
 
 HTTP_ENDPOINTS = {
     "generate": st.tuples(prompt_values, number(1, 12), number(0, 5), number(0, 60_000), number(0, 1),
-                          number(-1, v.MAX_SEED), number(1, 20)),
+                          number(-1, v.MAX_SEED), number(1, 20), precisions),
     "attention": st.tuples(prompt_values, number(0, 1), number(0, 3), choice_of("single head", "all heads")),
     "trace": st.tuples(prompt_values, choice_of("en", "zh"), flags),
     "params": st.tuples(number(1, 10**6), number(1, 10**6), number(1, 10**5), number(1, 1000), number(1, 1000),

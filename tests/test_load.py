@@ -44,7 +44,7 @@ def next_request_is_prompt(url: str) -> float:
     """Seconds a short /generate takes, queued behind whatever still holds the model worker."""
     start = time.perf_counter()
     with httpx.Client(timeout=60) as http:
-        r = http.post(f"{url}/gradio_api/call/generate", json={"data": ["Hi", 2, 0.0, 0, 1.0, None, 1]})
+        r = http.post(f"{url}/gradio_api/call/generate", json={"data": ["Hi", 2, 0.0, 0, 1.0, None, 1, "fp32"]})
         text = http.get(f"{url}/gradio_api/call/generate/{r.json()['event_id']}").text
     assert "event: complete" in text, text[-500:]
     return time.perf_counter() - start
@@ -63,7 +63,7 @@ def test_an_api_client_that_disconnects_mid_stream_frees_the_worker(live, slow_g
     _, url = live
     with httpx.Client(timeout=60) as http:
         r = http.post(f"{url}/gradio_api/call/generate",
-                      json={"data": ["Once upon a time", 500, 1.0, 0, 1.0, None, 1]})
+                      json={"data": ["Once upon a time", 500, 1.0, 0, 1.0, None, 1, "fp32"]})
         seen = 0
         with http.stream("GET", f"{url}/gradio_api/call/generate/{r.json()['event_id']}") as stream:
             for line in stream.iter_lines():
@@ -77,7 +77,7 @@ def test_an_api_client_that_disconnects_mid_stream_frees_the_worker(live, slow_g
 def test_a_browser_tab_closed_mid_stream_frees_the_worker(live, slow_generation):
     app, url = live
     session = uuid.uuid4().hex[:12]
-    data = ["Once upon a time", 500, 1.0, 0, 1.0, -1, False]          # the Generate tab's inputs
+    data = ["Once upon a time", 500, 1.0, 0, 1.0, -1, "fp32", False]          # the Generate tab's inputs
     with httpx.Client(timeout=60) as http:
         http.post(f"{url}/gradio_api/queue/join", json={
             "data": data, "fn_index": fn_index(app.demo, "ui_generate"), "session_hash": session,
@@ -100,7 +100,7 @@ def test_the_page_stop_button_frees_the_worker(live, slow_generation):
     index = fn_index(app.demo, "ui_generate")
     with httpx.Client(timeout=60) as http:
         event_id = http.post(f"{url}/gradio_api/queue/join", json={
-            "data": ["Once upon a time", 500, 1.0, 0, 1.0, -1, False], "fn_index": index,
+            "data": ["Once upon a time", 500, 1.0, 0, 1.0, -1, "fp32", False], "fn_index": index,
             "session_hash": session, "event_data": None, "trigger_id": None}).json()["event_id"]
         with http.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}) as stream:
             lines = stream.iter_lines()
@@ -124,8 +124,8 @@ def test_one_users_bad_request_does_not_disturb_another(live):
             client.predict("The cat sat", 30, 1.0, 0, 1.0, 3, 2, api_name="/generate")))
         worker.start()
         with httpx.Client(timeout=60) as http:
-            for body in ('{"data": ["Hi", NaN, 1, 1, 1, null, 1]}', '{"data": [null, 5, 1, 1, 1, null, 1]}',
-                         '{"data": ["Hi", 5, 1, 1, 0, null, 1]}', '{"data": ["' + "x" * 100_001 + '"]}'):
+            for body in ('{"data": ["Hi", NaN, 1, 1, 1, null, 1, "fp32"]}', '{"data": [null, 5, 1, 1, 1, null, 1, "fp32"]}',
+                         '{"data": ["Hi", 5, 1, 1, 0, null, 1, "fp32"]}', '{"data": ["' + "x" * 100_001 + '"]}'):
                 r = http.post(f"{url}/gradio_api/call/generate", content=body,
                               headers={"content-type": "application/json"})
                 if r.status_code == 200:
