@@ -49,12 +49,18 @@ def _mean_by_source(nll: dict[str, np.ndarray]) -> dict[str, float]:
     return res
 
 
+def token_counts(train: Sequence[np.ndarray], vocab: int = VOCAB) -> np.ndarray:
+    """``(vocab,)`` int64: how often each id occurs in the training streams."""
+    counts = np.zeros(vocab, dtype=np.int64)
+    for s in train:
+        counts += np.bincount(s, minlength=vocab)[:vocab]
+    return counts
+
+
 def unigram_nll(train: Sequence[np.ndarray], windows: dict[str, torch.Tensor],
                 vocab: int = VOCAB, alpha: float = 1.0) -> dict[str, float]:
     """Mean NLL (nats) of an add-``alpha`` (Laplace) unigram model of the training tokens."""
-    counts = np.zeros(vocab, dtype=np.float64)
-    for s in train:
-        counts += np.bincount(s, minlength=vocab)[:vocab]
+    counts = token_counts(train, vocab).astype(np.float64)
     logp = np.log((counts + alpha) / (counts.sum() + alpha * vocab))
     return _mean_by_source({n: -logp[y] for n, (_, y) in _targets(windows).items()})
 
@@ -120,10 +126,7 @@ def samples(model: GPTModel, prompts: Sequence[str] = PROMPTS, max_new_tokens: i
 
 def seen_tokens(train: Sequence[np.ndarray], min_count: int = 100, vocab: int = VOCAB) -> np.ndarray:
     """Token ids that occur at least ``min_count`` times in the training streams."""
-    counts = np.zeros(vocab, dtype=np.int64)
-    for s in train:
-        counts += np.bincount(s, minlength=vocab)[:vocab]
-    return np.nonzero(counts >= min_count)[0]
+    return np.nonzero(token_counts(train, vocab) >= min_count)[0]
 
 
 def best_heads(model: GPTModel, text_windows: Sequence[torch.Tensor], seq_len: int = 100,
