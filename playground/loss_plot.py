@@ -33,6 +33,13 @@ def _fmt_tokens(x: float) -> str:
     return f"{x / 1e6:g}M" if x >= 1e6 else (f"{x / 1e3:g}k" if x >= 1e3 else f"{x:g}")
 
 
+def _curves(history: Sequence[dict[str, Any]]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(tokens, loss) points of the training and the validation curve."""
+    train = [(float(h["tokens"]), float(h["train_loss"])) for h in history if "train_loss" in h]
+    val = [(float(h["tokens"]), float(h["val_loss"])) for h in history if "val_loss" in h]
+    return train, val
+
+
 def loss_svg(history: Sequence[dict[str, Any]], title: str = "Loss", marks: Sequence[Mark] = (),
              width: int = 760, height: int = 420) -> str:
     """SVG text: train and validation loss (nats/token) against tokens seen.
@@ -41,8 +48,7 @@ def loss_svg(history: Sequence[dict[str, Any]], title: str = "Loss", marks: Sequ
     the first 3% of tokens, so the first steps (~ln 50257 = 10.8) do not flatten
     the rest; higher points are drawn at the top edge.
     """
-    train = [(float(h["tokens"]), float(h["train_loss"])) for h in history if "train_loss" in h]
-    val = [(float(h["tokens"]), float(h["val_loss"])) for h in history if "val_loss" in h]
+    train, val = _curves(history)
     points = train + val
     if not points:
         raise ValueError("the history has no loss values to plot")
@@ -105,12 +111,11 @@ def loss_figure(history: Sequence[dict[str, Any]], title: str = "Loss", marks: S
     """The same curves as a plotly figure (interactive)."""
     import plotly.graph_objects as go
 
-    train = [h for h in history if "train_loss" in h]
-    val = [h for h in history if "val_loss" in h]
+    train, val = _curves(history)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[h["tokens"] for h in train], y=[h["train_loss"] for h in train],
+    fig.add_trace(go.Scatter(x=[x for x, _ in train], y=[y for _, y in train],
                              mode="lines", name="train (mean since last point)"))
-    fig.add_trace(go.Scatter(x=[h["tokens"] for h in val], y=[h["val_loss"] for h in val],
+    fig.add_trace(go.Scatter(x=[x for x, _ in val], y=[y for _, y in val],
                              mode="lines+markers", name="validation (held-out documents)"))
     for x, label in marks:
         fig.add_vline(x=x, line_dash="dash", line_color="#888", annotation_text=label)

@@ -62,10 +62,11 @@ def init_weights(model: GPTModel, std: float = 0.02) -> None:
 
 
 def start_from(model: GPTModel, weights: "str | Path") -> None:
-    """Copy the parameters of a saved model with the same config into ``model``."""
-    loaded = load_model(weights).model
+    """Copy the parameters of a saved model with the same config into ``model``
+    (``--init`` and checkpoints); another config is a ValueError naming both."""
+    loaded = load_model(weights, dtype=None).model
     if loaded.cfg != model.cfg:
-        raise SystemExit(f"--init {weights}: its config {loaded.cfg.to_json()} differs from "
+        raise ValueError(f"{weights}: its config {loaded.cfg.to_json()} differs from "
                          f"the run's {model.cfg.to_json()}")
     model.load_state_dict(loaded.state_dict())
 
@@ -169,10 +170,7 @@ def find_checkpoint(run_dir: Path) -> Path | None:
 def load_checkpoint(ckpt: Path, model: GPTModel, opt: torch.optim.Optimizer,
                     rng: np.random.Generator) -> TrainState:
     """Restore model, optimizer moments, RNGs and counters in place."""
-    loaded = load_model(ckpt / "model.safetensors", dtype=None).model
-    if loaded.cfg != model.cfg:
-        raise ValueError(f"the checkpoint in {ckpt} was trained with another config: {loaded.cfg}")
-    model.load_state_dict(loaded.state_dict())
+    start_from(model, ckpt / "model.safetensors")
     tensors = load_file(str(ckpt / "optim.safetensors"))
     torch.set_rng_state(tensors.pop("rng.torch"))
     params = dict(model.named_parameters())
@@ -334,7 +332,10 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
     model = GPTModel(cfg)
     init_weights(model)
     if args.init:
-        start_from(model, args.init)
+        try:
+            start_from(model, args.init)
+        except ValueError as e:
+            raise SystemExit(f"--init {e}") from None
         say(f"initialised from {args.init}")
     model.to(device).train()
     opt = make_optimizer(model, args.lr, args.weight_decay)
