@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .config import GPTConfig, get_preset
+from .inspection.attention import head_scores
 from .loss_plot import write_loss_plot
 from .model import GPTModel
 from .train_data import (DEFAULT_CACHE_DIR, BatchSampler, SourceTokens, load_source, parse_weights,
@@ -217,6 +218,25 @@ def evaluate(model: GPTModel, windows: dict[str, torch.Tensor], amp: bool, batch
     return out
 
 
+@torch.no_grad()
+def head_summary(model: GPTModel, text_ids: torch.Tensor | None) -> dict[str, Any]:
+    """Best previous-token head (on ``text_ids``, else on random ids) and best induction head (on random ids
+    repeated twice, as in the attention tab), to watch heads form during training."""
+    was_training = model.training
+    model.eval()
+    seq_len = min(100, model.cfg.context_length // 2)
+    tokens = None if text_ids is None else text_ids.tolist()
+    scores = head_scores(model, tokens, seq_len=seq_len, batch=4, seed=0)
+    model.train(was_training)
+    out: dict[str, Any] = {}
+    for kind in ("previous_token", "induction"):
+        grid = getattr(scores, kind)                                          # (L, H)
+        layer, head = divmod(int(grid.argmax()), grid.shape[1])
+        out[kind] = round(float(grid.max()), 4)
+        out[kind + "_head"] = f"L{layer}H{head}"
+    return out
+
+
 def progress_line(step: int, progress: float, loss: float, lr: float, tok_s: float,
                   elapsed: float, eta: float, width: int = 24) -> str:
     """A one-line text progress bar (works in a terminal and in a log file)."""
@@ -249,6 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="length range of the repeated span, tokens")
     g.add_argument("--repeat-random", type=float, default=0.0,
                    help="share of those spans made of random corpus tokens (predictable only by copying)")
+    g.add_argument("--induction-fraction", type=float, default=0.0,
+                   help="share of training rows replaced by random tokens repeated end to end "
+                        "(predictable only by copying: grows induction heads)")
+    g.add_argument("--induction-len", type=int, nargs=2, default=(4, 32), metavar=("MIN", "MAX"),
+                   help="length range of the repeated random sequence, tokens")
+    g.add_argument("--seq-len", type=int,
+                   help="training window length (default: the context length); shorter windows "
+                        "make the induction rows easier to learn; validation always uses the full context")
+    g.add_argument("--clean-whitespace", action="store_true",
+                   help="strip indentation and cut runs of spaces in every document (train and held-out; "
+                        "the split stays the same)")
     g.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
     g = p.add_argument_group("model")
     g.add_argument("--preset", help="a named config from playground.config.PRESETS")
@@ -319,12 +350,20 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
     plot_path = Path(args.plot) if args.plot else out.with_name(out.stem + "_loss.svg")
 
     sources: list[SourceTokens] = [load_source(f, args.val_fraction, args.seed, args.doc_chars,
-                                               args.cache_dir) for f in args.data]
-    sampler = BatchSampler(sources, cfg.context_length, parse_weights(args.weight),
+                                               args.cache_dir, clean_whitespace=args.clean_whitespace)
+                                   for f in args.data]
+    seq_len = args.seq_len or cfg.context_length
+    if not 2 <= seq_len <= cfg.context_length:
+        raise SystemExit(f"--seq-len must be between 2 and the context length {cfg.context_length}, "
+                         f"got {seq_len}")
+    sampler = BatchSampler(sources, seq_len, parse_weights(args.weight),
                            repeat_fraction=args.repeat_fraction, repeat_len=tuple(args.repeat_len),
-                           repeat_random=args.repeat_random)
+                           repeat_random=args.repeat_random, induction_fraction=args.induction_fraction,
+                           induction_len=tuple(args.induction_len), vocab_size=cfg.vocab_size)
     val_small = validation_windows(sources, cfg.context_length, args.eval_windows)
     val_full = validation_windows(sources, cfg.context_length)
+    # Previous-token score on held-out prose (the first source with a full window).
+    head_text = next((w[0, :-1] for w in val_small.values()), None)          # (T,) or None
     say(f"sources (train tokens, share): " + ", ".join(
         f"{s.name} {s.train.size} {sampler.shares().get(s.name, 0):.1%}" for s in sources))
 
@@ -350,7 +389,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
     say(f"config {cfg.to_json()}; {model.num_parameters():,} parameters; amp bf16={amp}; "
         f"threads {torch.get_num_threads()}; device {device}")
 
-    tokens_per_step = args.batch_size * args.grad_accum * cfg.context_length
+    tokens_per_step = args.batch_size * args.grad_accum * seq_len
     budget_s = args.max_minutes * 60 if args.max_minutes else None
 
     def progress() -> float:
@@ -405,9 +444,12 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
         if state.step % args.eval_every == 0:
             t0 = time.perf_counter()
             val = evaluate(model, val_small, amp, device=device)
+            heads = head_summary(model, head_text)
             state.history.append({"step": state.step, "tokens": state.tokens_seen,
-                                  "elapsed_s": round(state.elapsed_s, 1), "val_loss": val["all"]})
-            say(f"  val loss {val['all']:.4f} (ppl {math.exp(val['all']):.1f}) "
+                                  "elapsed_s": round(state.elapsed_s, 1), "val_loss": val["all"], **heads})
+            say(f"  val loss {val['all']:.4f} (ppl {math.exp(val['all']):.1f}); best heads: "
+                f"previous-token {heads['previous_token_head']} {heads['previous_token']:.2f}, "
+                f"induction {heads['induction_head']} {heads['induction']:.2f} "
                 f"[{time.perf_counter() - t0:.1f}s]")
             window_t += time.perf_counter() - t0  # keep eval time out of tok/s
         if time.perf_counter() - last_ckpt > args.ckpt_minutes * 60:

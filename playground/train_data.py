@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -80,6 +81,23 @@ def split_train_val(text: str, val_fraction: float, seed: int,
     return ([d for d, v in zip(docs, val_mask) if not v], [d for d, v in zip(docs, val_mask) if v])
 
 
+_RUN_OF_BLANKS = re.compile(r"[ \t\u00a0]+")
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+
+
+def normalize_whitespace(doc: str) -> str:
+    """``doc`` with each line's indentation and trailing blanks removed, runs of
+    spaces/tabs inside a line cut to one space, and 3+ line breaks cut to 2.
+
+    Why: the corpus indents verse, letters and the Jargon File's tables; a small
+    model that has seen many lines start with runs of spaces falls, under greedy
+    decoding, into one run of spaces after another. Applied per document *after*
+    the held-out split (which hashes the raw text), so the split does not move.
+    """
+    lines = [_RUN_OF_BLANKS.sub(" ", line).strip(" ") for line in doc.split("\n")]
+    return _MANY_NEWLINES.sub("\n\n", "\n".join(lines))
+
+
 def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -94,11 +112,18 @@ def _tokenize(pieces: Sequence[str], tok: Tokenizer) -> np.ndarray:
 
 def load_source(path: "str | os.PathLike", val_fraction: float = 0.01, seed: int = 0,
                 doc_chars: int = 4000, cache_dir: "str | os.PathLike | None" = DEFAULT_CACHE_DIR,
-                tokenizer: Tokenizer | None = None) -> SourceTokens:
-    """Tokenize one UTF-8 file into train/val streams, using the cache when it is fresh."""
+                tokenizer: Tokenizer | None = None, clean_whitespace: bool = False) -> SourceTokens:
+    """Tokenize one UTF-8 file into train/val streams, using the cache when it is fresh.
+
+    ``clean_whitespace`` passes every document (train and held-out alike) through
+    :func:`normalize_whitespace` after the split.
+    """
     path = Path(path)
-    key_src = json.dumps({"v": CACHE_VERSION, "sha": _file_digest(path), "val": val_fraction,
-                          "seed": seed, "doc_chars": doc_chars}, sort_keys=True)
+    settings = {"v": CACHE_VERSION, "sha": _file_digest(path), "val": val_fraction,
+                "seed": seed, "doc_chars": doc_chars}
+    if clean_whitespace:  # only then: keeps the keys of existing caches valid
+        settings["clean_whitespace"] = True
+    key_src = json.dumps(settings, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     entry = Path(cache_dir) / f"{path.stem}-{key}" if cache_dir is not None else None
     if entry is not None and (entry / "meta.json").exists():
@@ -109,6 +134,9 @@ def load_source(path: "str | os.PathLike", val_fraction: float = 0.01, seed: int
 
     text = path.read_text(encoding="utf-8", errors="replace")
     train_docs, val_docs = split_train_val(text, val_fraction, seed, doc_chars)
+    if clean_whitespace:
+        train_docs = [normalize_whitespace(d) for d in train_docs]
+        val_docs = [normalize_whitespace(d) for d in val_docs]
     tok = tokenizer or get_tokenizer()
     train = _tokenize(train_docs, tok)
     val = _tokenize(val_docs, tok)
@@ -148,8 +176,18 @@ class BatchSampler:
 
     def __init__(self, sources: Sequence[SourceTokens], context_length: int,
                  weights: dict[str, float] | None = None, repeat_fraction: float = 0.0,
-                 repeat_len: tuple[int, int] = (8, 96), repeat_random: float = 0.0) -> None:
+                 repeat_len: tuple[int, int] = (8, 96), repeat_random: float = 0.0,
+                 induction_fraction: float = 0.0, induction_len: tuple[int, int] = (4, 32),
+                 vocab_size: int = 50257) -> None:
         weights = weights or {}
+        if not 0.0 <= induction_fraction <= 1.0:
+            raise ValueError(f"induction_fraction must be in [0, 1], got {induction_fraction}")
+        if induction_fraction and not 1 <= induction_len[0] <= induction_len[1] <= context_length // 2:
+            raise ValueError(f"induction_len {tuple(induction_len)} must satisfy 1 <= MIN <= MAX <= "
+                             f"half the window ({context_length // 2})")
+        self.induction_fraction = induction_fraction
+        self.induction_len = (int(induction_len[0]), int(induction_len[1]))
+        self.vocab_size = vocab_size
         if not 0.0 <= repeat_fraction <= 1.0:
             raise ValueError(f"repeat_fraction must be in [0, 1], got {repeat_fraction}")
         lo, hi = repeat_len
@@ -191,6 +229,8 @@ class BatchSampler:
                 if self.repeat_random and rng.random() < self.repeat_random:
                     filler = stream[rng.integers(0, stream.size, self.repeat_len[1])]
                 rows[r] = insert_repeat(rows[r], rng, *self.repeat_len, filler=filler)
+            if self.induction_fraction and rng.random() < self.induction_fraction:
+                rows[r] = tiled_random_row(n, rng, *self.induction_len, stream, self.vocab_size)
         t = torch.from_numpy(rows)
         return t[:, :-1], t[:, 1:]
 
@@ -221,6 +261,28 @@ def insert_repeat(row: np.ndarray, rng: np.random.Generator, min_len: int, max_l
         row[i:i + length] = filler[:length]
     j = int(rng.integers(i + length, n - length + 1))  # where its copy starts
     return np.concatenate([row[:j], row[i:i + length], row[j:n - length]])
+
+
+def tiled_random_row(n: int, rng: np.random.Generator, min_len: int, max_len: int,
+                     stream: np.ndarray, vocab_size: int) -> np.ndarray:
+    """``n`` tokens: ``L`` random tokens repeated end to end (``r r r ...``, the last copy cut).
+
+    From the second copy on, every token is predictable *only* by induction —
+    find the earlier occurrence of the current token, copy the one after it —
+    the very task the attention tab's induction score measures. Half the rows
+    draw ids uniformly from the whole vocabulary, half from ``stream`` (the
+    corpus's own frequencies), so the head works for rare and common ids alike.
+
+    Rows in natural text barely teach this to a small model (see
+    weights/README.md); whole rows of it, in short windows (``--seq-len 64``),
+    grow an induction head within minutes. Held-out windows are never changed.
+    """
+    length = int(rng.integers(min_len, max_len + 1))
+    if rng.random() < 0.5:
+        seq = rng.integers(0, vocab_size, length)
+    else:
+        seq = stream[rng.integers(0, stream.size, length)]
+    return np.resize(np.asarray(seq, dtype=np.int64), n)                   # (n,)
 
 
 def validation_windows(sources: Sequence[SourceTokens], context_length: int,

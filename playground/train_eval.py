@@ -209,12 +209,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--val-fraction", type=float, default=0.01)
     p.add_argument("--doc-chars", type=int, default=4000)
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
+    p.add_argument("--clean-whitespace", action="store_true",
+                   help="the training run's --clean-whitespace (scores the cleaned held-out text)")
     p.add_argument("--threads", type=int)
     p.add_argument("--json", help="also write the report here")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    sources = [load_source(f, args.val_fraction, args.seed, args.doc_chars, args.cache_dir) for f in args.data]
+    sources = [load_source(f, args.val_fraction, args.seed, args.doc_chars, args.cache_dir,
+                           clean_whitespace=args.clean_whitespace) for f in args.data]
     report = evaluate_weights(args.weights, sources, source_weights=parse_weights(args.weight))
     text = json.dumps(report, indent=1)
     if args.json:

@@ -12,9 +12,11 @@ import torch
 from playground import train_data
 from playground.config import GPTConfig
 from playground.model import GPTModel
-from playground.train import lr_at, make_optimizer, run
-from playground.train_data import (BatchSampler, SourceTokens, insert_repeat, load_source, parse_weights,
-                                   split_documents, split_train_val, validation_windows)
+from playground.tokenizer import get_tokenizer
+from playground.train import head_summary, lr_at, make_optimizer, run
+from playground.train_data import (BatchSampler, SourceTokens, insert_repeat, load_source, normalize_whitespace,
+                                   parse_weights, split_documents, split_train_val, tiled_random_row,
+                                   validation_windows)
 from playground.train_eval import KneserNeyBigram, bigram_nll, max_ngram_repeats, unigram_nll
 from playground.weights import load_model, read_header
 
@@ -83,6 +85,28 @@ def test_token_cache_is_reused(tmp_path, monkeypatch):
         load_source(data, 0.2, seed=0, doc_chars=300, cache_dir=tmp_path / "cache")
 
 
+def test_normalize_whitespace_strips_indentation_and_runs_of_spaces():
+    doc = "    Hail, high Excess --  especially\tin wine,\n        To thee  \n\n\n\nIt was\u00a0so.\n"
+    assert normalize_whitespace(doc) == "Hail, high Excess -- especially in wine,\nTo thee\n\nIt was so.\n"
+    assert normalize_whitespace("plain text\n\nstays.") == "plain text\n\nstays."
+
+
+def test_clean_whitespace_keeps_the_split_and_has_its_own_cache(tmp_path):
+    text = "\n\n".join(f"    document {i}:   " + "word  " * 60 for i in range(60))
+    data = tmp_path / "indented.txt"
+    data.write_text(text)
+    raw = load_source(data, 0.2, seed=0, doc_chars=300, cache_dir=tmp_path / "cache")
+    clean = load_source(data, 0.2, seed=0, doc_chars=300, cache_dir=tmp_path / "cache",
+                        clean_whitespace=True)
+    assert (clean.n_docs_train, clean.n_docs_val) == (raw.n_docs_train, raw.n_docs_val)
+    assert clean.train.size < raw.train.size
+    tok = get_tokenizer()
+    assert "  " not in tok.decode(clean.train.tolist()) and "  " in tok.decode(raw.train.tolist())
+    # The held-out documents are the same ones, cleaned.
+    assert tok.decode(clean.val.tolist()).split() == tok.decode(raw.val.tolist()).split()
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
 def _source(name: str, n: int, value: int) -> SourceTokens:
     return SourceTokens(name, np.full(n, value, dtype=np.uint16), np.full(40, value, dtype=np.uint16), 1, 1)
 
@@ -140,6 +164,39 @@ def test_sampler_repeat_fraction():
         BatchSampler([src], 64, repeat_fraction=0.5, repeat_random=2.0)
     xr, _ = BatchSampler([src], 64, repeat_fraction=1.0, repeat_len=(8, 16), repeat_random=1.0).sample(8, rng)
     assert all((np.diff(r) != 1).sum() >= 2 for r in xr.numpy())  # a random span and its copy
+
+
+def test_tiled_random_row_repeats_one_random_sequence():
+    rng = np.random.default_rng(3)
+    stream = np.arange(1000, 1100)
+    uniform = from_stream = 0
+    for _ in range(100):
+        row = tiled_random_row(65, rng, 4, 16, stream, vocab_size=50257)
+        assert row.shape == (65,) and row.dtype == np.int64
+        # The period is the shortest L for which the row is its first L tokens repeated.
+        period = next(L for L in range(4, 17) if (row == np.resize(row[:L], 65)).all())
+        assert 4 <= period <= 16
+        if np.isin(row, stream).all():
+            from_stream += 1
+        else:
+            uniform += 1
+            assert row.max() < 50257
+    assert uniform > 20 and from_stream > 20          # both kinds of ids occur
+
+
+def test_sampler_induction_fraction():
+    src = SourceTokens("s", np.arange(5000, dtype=np.uint16), np.arange(10, dtype=np.uint16), 1, 1)
+    rng = np.random.default_rng(4)
+    x, y = BatchSampler([src], 64, induction_fraction=0.5, induction_len=(4, 8)).sample(64, rng)
+    torch.testing.assert_close(x[:, 1:], y[:, :-1])
+    text = [(np.diff(r) == 1).all() for r in x.numpy()]
+    assert 15 < sum(text) < 49                         # about half the rows stay text
+    for r in x.numpy()[[not t for t in text]]:
+        assert any((r[L:] == r[:-L]).all() for L in range(4, 9))
+    with pytest.raises(ValueError, match="induction_fraction"):
+        BatchSampler([src], 64, induction_fraction=-0.1)
+    with pytest.raises(ValueError, match="induction_len"):
+        BatchSampler([src], 64, induction_fraction=0.5, induction_len=(4, 40))
 
 
 def test_validation_windows_are_fixed_and_non_overlapping():
@@ -230,6 +287,27 @@ def test_init_starts_from_saved_weights(tmp_path):
     wider = TINY.replace(emb_dim=32)
     with pytest.raises(SystemExit, match="differs from the run's"):
         run(tiny_args(data, tmp_path / "d", 3, "--init", str(init)) + ["--config", wider.to_json()])
+
+
+def test_seq_len_and_induction_rows_train_shorter_windows(tmp_path):
+    data = write_corpus(tmp_path / "tiny.txt")
+    summary = run(tiny_args(data, tmp_path, 6, "--seq-len", "16", "--induction-fraction", "0.5",
+                            "--induction-len", "2", "8", "--eval-every", "3"))
+    assert summary["tokens_seen"] == 6 * 4 * 16                       # steps x batch x seq-len
+    assert load_model(tmp_path / "out" / "tiny.safetensors").model.cfg == TINY
+    with pytest.raises(SystemExit, match="--seq-len"):
+        run(tiny_args(data, tmp_path / "b", 2, "--seq-len", str(TINY.context_length + 1)))
+
+
+def test_head_summary_names_the_best_heads():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    heads = head_summary(model, torch.arange(TINY.context_length))
+    for kind in ("previous_token", "induction"):
+        assert 0.0 <= heads[kind] <= 1.0
+        layer, head = map(int, heads[kind + "_head"][1:].split("H"))
+        assert layer < TINY.n_layers and head < TINY.n_heads
+    assert head_summary(model, None)["previous_token_head"].startswith("L")
 
 
 def test_no_resume_starts_over(tmp_path):
