@@ -9,7 +9,10 @@ What the loop does, and why:
   with AVX512-BF16/AMX);
 - a validation loss on held-out *documents* (see :mod:`playground.train_data`);
 - checkpoints (safetensors + JSON, no pickle) every few minutes; rerunning the
-  same command resumes from the last one.
+  same command resumes from the last one;
+- optional extras for small models: rows that teach induction heads
+  (``--induction-fraction``), and sequence-level unlikelihood against greedy
+  loops (``--unlikelihood``, :mod:`playground.unlikelihood`).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from .loss_plot import write_loss_plot
 from .model import GPTModel
 from .train_data import (DEFAULT_CACHE_DIR, BatchSampler, SourceTokens, load_source, parse_weights,
                          validation_windows)
+from .unlikelihood import unlikelihood_loss
 from .weights import load_model, save_model
 
 CKPT_DIR = "checkpoint"
@@ -219,12 +223,17 @@ def evaluate(model: GPTModel, windows: dict[str, torch.Tensor], amp: bool, batch
 
 
 @torch.no_grad()
-def head_summary(model: GPTModel, text_ids: torch.Tensor | None) -> dict[str, Any]:
+def head_summary(model: GPTModel, text_ids: torch.Tensor | None, window: int | None = None) -> dict[str, Any]:
     """Best previous-token head (on ``text_ids``, else on random ids) and best induction head (on random ids
-    repeated twice, as in the attention tab), to watch heads form during training."""
+    repeated twice, as in the attention tab), to watch heads form during training.
+
+    The random sequence is at most 100 tokens and fits twice in ``window`` (the
+    training window; default the context), so a head that works within the
+    windows trained so far shows up.
+    """
     was_training = model.training
     model.eval()
-    seq_len = min(100, model.cfg.context_length // 2)
+    seq_len = min(100, (window or model.cfg.context_length) // 2)
     tokens = None if text_ids is None else text_ids.tolist()
     scores = head_scores(model, tokens, seq_len=seq_len, batch=4, seed=0)
     model.train(was_training)
@@ -291,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
                       ("drop_rate", float)):
         g.add_argument("--" + name.replace("_", "-"), type=typ, help=f"override {name}")
     g = p.add_argument_group("optimisation")
+    g.add_argument("--unlikelihood", type=float, default=0.0, metavar="ALPHA",
+                   help="add ALPHA x sequence-level unlikelihood: the model continues text prefixes "
+                        "greedily and tokens of repeated 4-grams are penalised (against greedy loops)")
+    g.add_argument("--ul-prefix", type=int, default=32, help="prefix tokens for --unlikelihood")
+    g.add_argument("--ul-new", type=int, default=48, help="greedy tokens generated for --unlikelihood")
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--grad-accum", type=int, default=1)
     g.add_argument("--lr", type=float, default=1e-3)
@@ -360,6 +374,11 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
                            repeat_fraction=args.repeat_fraction, repeat_len=tuple(args.repeat_len),
                            repeat_random=args.repeat_random, induction_fraction=args.induction_fraction,
                            induction_len=tuple(args.induction_len), vocab_size=cfg.vocab_size)
+    if args.unlikelihood < 0 or (args.unlikelihood and not (
+            1 <= args.ul_prefix and 1 <= args.ul_new and args.ul_prefix + args.ul_new <= cfg.context_length)):
+        raise SystemExit("--unlikelihood must be >= 0, and --ul-prefix + --ul-new within the context length")
+    # Prefixes for --unlikelihood: plain text rows only (never induction rows, where copying is right).
+    prefix_sampler = BatchSampler(sources, args.ul_prefix, parse_weights(args.weight)) if args.unlikelihood else None
     val_small = validation_windows(sources, cfg.context_length, args.eval_windows)
     val_full = validation_windows(sources, cfg.context_length)
     # Previous-token score on held-out prose (the first source with a full window).
@@ -404,6 +423,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
     elapsed_at_start = state.elapsed_s
     last_ckpt = time.perf_counter()
     window_loss, window_steps, window_t, window_tokens = 0.0, 0, time.perf_counter(), 0
+    window_ul = 0.0  # share of greedy tokens in repeated 4-grams (--unlikelihood)
     session_steps = 0
     while not state.finished and progress() < 1.0:
         if args.stop_after is not None and session_steps >= args.stop_after:
@@ -420,6 +440,11 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
             loss = batch_loss(model, x.to(device), y.to(device), amp)
             (loss / args.grad_accum).backward()
             loss_sum += loss.item() / args.grad_accum
+        if prefix_sampler is not None:
+            prefixes, _ = prefix_sampler.sample(args.batch_size, rng)
+            ul, share = unlikelihood_loss(model, prefixes.to(device), args.ul_new, amp=amp)
+            (args.unlikelihood * ul).backward()
+            window_ul += share
         if args.clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
@@ -439,12 +464,16 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
             state.history.append({"step": state.step, "tokens": state.tokens_seen,
                                   "elapsed_s": round(state.elapsed_s, 1), "lr": lr,
                                   "train_loss": window_loss / window_steps, "tok_s": round(tok_s, 1)})
-            say(progress_line(state.step, p, window_loss / window_steps, lr, tok_s, state.elapsed_s, eta))
-            window_loss, window_steps, window_t, window_tokens = 0.0, 0, now, 0
+            line = progress_line(state.step, p, window_loss / window_steps, lr, tok_s, state.elapsed_s, eta)
+            if prefix_sampler is not None:
+                state.history[-1]["greedy_repeat_share"] = round(window_ul / window_steps, 4)
+                line += f" repeats {window_ul / window_steps:.1%}"
+            say(line)
+            window_loss, window_steps, window_t, window_tokens, window_ul = 0.0, 0, now, 0, 0.0
         if state.step % args.eval_every == 0:
             t0 = time.perf_counter()
             val = evaluate(model, val_small, amp, device=device)
-            heads = head_summary(model, head_text)
+            heads = head_summary(model, head_text, seq_len)
             state.history.append({"step": state.step, "tokens": state.tokens_seen,
                                   "elapsed_s": round(state.elapsed_s, 1), "val_loss": val["all"], **heads})
             say(f"  val loss {val['all']:.4f} (ppl {math.exp(val['all']):.1f}); best heads: "

@@ -299,6 +299,18 @@ def test_seq_len_and_induction_rows_train_shorter_windows(tmp_path):
         run(tiny_args(data, tmp_path / "b", 2, "--seq-len", str(TINY.context_length + 1)))
 
 
+def test_unlikelihood_option_trains_and_checks_its_lengths(tmp_path):
+    data = write_corpus(tmp_path / "tiny.txt")
+    summary = run(tiny_args(data, tmp_path, 4, "--unlikelihood", "1.0", "--ul-prefix", "4", "--ul-new", "8",
+                            "--log-every", "2"))
+    assert summary["steps"] == 4 and math.isfinite(summary["val_loss"])
+    state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
+    shares = [h["greedy_repeat_share"] for h in state["state"]["history"] if "greedy_repeat_share" in h]
+    assert len(shares) == 2 and all(0.0 <= s <= 1.0 for s in shares)
+    with pytest.raises(SystemExit, match="--ul-prefix"):
+        run(tiny_args(data, tmp_path / "b", 2, "--unlikelihood", "1.0", "--ul-prefix", "10", "--ul-new", "10"))
+
+
 def test_head_summary_names_the_best_heads():
     torch.manual_seed(0)
     model = GPTModel(TINY).eval()
