@@ -16,17 +16,11 @@ from playground.weights import load_model, read_header
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 WEIGHTS = WEIGHTS_DIR / "default.safetensors"
 CARD = WEIGHTS_DIR / "README.md"
-# Known failure, kept visible: the shipped model (37M tokens of training) still falls into greedy
-# loops on these prompts (issue 3's quality bar). strict: the mark must go once it passes.
-LOOPS = pytest.mark.xfail(strict=True, reason="the shipped model loops greedily on this prompt")
-PROMPTS = [pytest.param("Hello, I am", marks=LOOPS),
-           pytest.param("It is a truth universally acknowledged", marks=LOOPS),
-           pytest.param("The President said", marks=LOOPS),
-           pytest.param("Once upon a time", marks=LOOPS)]
+# The four prompts of issue 3's repetition check. The shipped model passes them only since its
+# unlikelihood stage (see the model card); "The meaning of life is" still repeats and is not here.
+PROMPTS = ["Hello, I am", "It is a truth universally acknowledged", "The President said", "Once upon a time"]
 
 
-# Known failure, kept visible: no head reaches issue 3's aim of 0.5 (see the model card).
-NO_HEADS = pytest.mark.xfail(strict=True, reason="no previous-token or induction head above 0.5 yet")
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
         "must be in want of a wife. However little known the feelings or views of such a man may be "
         "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
@@ -91,7 +85,6 @@ def test_predicts_english_better_than_chance(model):
     assert float(loss) < 5.0
 
 
-@NO_HEADS
 def test_has_a_previous_token_head_and_an_induction_head(model):
     from playground.inspection.attention import head_scores
     from playground.tokenizer import get_tokenizer

@@ -70,7 +70,7 @@ def test_no_repeats_give_zero_loss_with_a_gradient_path():
     ids = greedy_continue(model, prefix, 3)          # too short for a repeated 4-gram
     assert not repeated_ngram_mask(ids, start=4).any()
     loss, share = unlikelihood_loss(model, prefix, 3)
-    assert share == 0.0 and float(loss) == 0.0
+    assert share == 0.0 and loss.item() == 0.0
     loss.backward()                                  # no error: the graph exists
 
 
