@@ -239,9 +239,8 @@ def head_summary(model: GPTModel, text_ids: torch.Tensor | None, window: int | N
     model.train(was_training)
     out: dict[str, Any] = {}
     for kind in ("previous_token", "induction"):
-        grid = getattr(scores, kind)                                          # (L, H)
-        layer, head = divmod(int(grid.argmax()), grid.shape[1])
-        out[kind] = round(float(grid.max()), 4)
+        layer, head, value = scores.top(kind, k=1)[0]
+        out[kind] = round(value, 4)
         out[kind + "_head"] = f"L{layer}H{head}"
     return out
 
@@ -370,7 +369,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
     if not 2 <= seq_len <= cfg.context_length:
         raise SystemExit(f"--seq-len must be between 2 and the context length {cfg.context_length}, "
                          f"got {seq_len}")
-    sampler = BatchSampler(sources, seq_len, parse_weights(args.weight),
+    source_weights = parse_weights(args.weight)
+    sampler = BatchSampler(sources, seq_len, source_weights,
                            repeat_fraction=args.repeat_fraction, repeat_len=tuple(args.repeat_len),
                            repeat_random=args.repeat_random, induction_fraction=args.induction_fraction,
                            induction_len=tuple(args.induction_len), vocab_size=cfg.vocab_size)
@@ -378,7 +378,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
             1 <= args.ul_prefix and 1 <= args.ul_new and args.ul_prefix + args.ul_new <= cfg.context_length)):
         raise SystemExit("--unlikelihood must be >= 0, and --ul-prefix + --ul-new within the context length")
     # Prefixes for --unlikelihood: plain text rows only (never induction rows, where copying is right).
-    prefix_sampler = BatchSampler(sources, args.ul_prefix, parse_weights(args.weight)) if args.unlikelihood else None
+    prefix_sampler = BatchSampler(sources, args.ul_prefix, source_weights) if args.unlikelihood else None
     val_small = validation_windows(sources, cfg.context_length, args.eval_windows)
     val_full = validation_windows(sources, cfg.context_length)
     # Previous-token score on held-out prose (the first source with a full window).

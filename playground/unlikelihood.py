@@ -67,14 +67,13 @@ def unlikelihood_loss(model: GPTModel, prefixes: torch.Tensor, n_new: int, n: in
     ids = greedy_continue(model, prefixes, n_new)                              # (B, P + N)
     model.train(was_training)
     p_len = prefixes.shape[1]
-    mask = repeated_ngram_mask(ids, n, start=p_len)[:, 1:]                     # (B, P + N - 1)
-    x, y = ids[:, :-1], ids[:, 1:]
+    x = ids[:, :-1]
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):
-        logits = model(x)                                                      # (B, T, V)
+        logits = model(x)[:, p_len - 1:]                                       # (B, N, V) continuation only
+    y = ids[:, p_len:]                                                         # (B, N)
+    mask = repeated_ngram_mask(ids, n, start=p_len)[:, p_len:]                 # (B, N)
     logp = F.log_softmax(logits.float(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
     # log(1 - p) computed stably from log p; clamp keeps p == 1 finite.
-    one_minus = torch.log1p(-logp.exp().clamp(max=1 - 1e-5))                  # (B, T)
-    cont = torch.zeros_like(mask)
-    cont[:, p_len - 1:] = True                                                 # continuation targets
-    loss = -(one_minus * mask).sum() / cont.sum()
-    return loss, float(mask.sum()) / float(cont.sum())
+    one_minus = torch.log1p(-logp.exp().clamp(max=1 - 1e-5))                  # (B, N)
+    loss = -(one_minus * mask).sum() / y.numel()
+    return loss, float(mask.sum()) / y.numel()
