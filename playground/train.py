@@ -222,6 +222,54 @@ def evaluate(model: GPTModel, windows: dict[str, torch.Tensor], amp: bool, batch
     return out
 
 
+def held_out_passages(sources: Sequence[SourceTokens], length: int = 48,
+                      per_source: int = 8) -> torch.Tensor:
+    """``(N, length)`` int64: evenly spaced, non-overlapping passages of each held-out stream."""
+    rows = []
+    for s in sources:
+        count = s.val.size // length
+        if count == 0:
+            continue
+        pick = np.linspace(0, count - 1, min(per_source, count)).round().astype(int)
+        for k in pick:
+            rows.append(np.asarray(s.val[k * length:(k + 1) * length], dtype=np.int64))
+    if not rows:
+        return torch.empty(0, length, dtype=torch.int64)
+    return torch.from_numpy(np.stack(rows))
+
+
+@torch.no_grad()
+def copy_score(model: GPTModel, passages: torch.Tensor, batch_size: int = 16,
+               device: torch.device | str = "cpu") -> dict[str, float]:
+    """In-context copying on natural text: each passage ``P`` is shown twice (``P P``)
+    and the model predicts the second copy.
+
+    ``mean_p``: mean probability of the right next token at the positions of the
+    second copy after its first token (``P[1:]`` given ``P`` and ``P[:k]``);
+    ``top1``: how often that token is the model's top prediction. A model that
+    copies scores near 1; one that only knows the language scores what its
+    prior gives the text (about 0.1-0.2 for a small model).
+    """
+    n, length = passages.shape
+    if n == 0 or 2 * length > model.cfg.context_length:
+        return {"mean_p": float("nan"), "top1": float("nan"), "passages": n, "length": length}
+    was_training = model.training
+    model.eval()
+    p_sum, top_sum, count = 0.0, 0.0, 0
+    for i in range(0, n, batch_size):
+        rows = passages[i:i + batch_size].to(device)                            # (B, L)
+        x = torch.cat([rows, rows], dim=1)                                       # (B, 2L)
+        logits = model(x[:, :-1]).float()                                        # (B, 2L-1, V)
+        pred = logits[:, length:]                                                # predicts x[:, L+1:]
+        target = x[:, length + 1:]                                               # (B, L-1)
+        probs = pred.softmax(-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)    # (B, L-1)
+        p_sum += float(probs.sum())
+        top_sum += float((pred.argmax(-1) == target).sum())
+        count += target.numel()
+    model.train(was_training)
+    return {"mean_p": p_sum / count, "top1": top_sum / count, "passages": n, "length": length}
+
+
 @torch.no_grad()
 def head_summary(model: GPTModel, text_ids: torch.Tensor | None, window: int | None = None) -> dict[str, Any]:
     """Best previous-token head (on ``text_ids``, else on random ids) and best induction head (on random ids
@@ -282,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(predictable only by copying: grows induction heads)")
     g.add_argument("--induction-len", type=int, nargs=2, default=(4, 32), metavar=("MIN", "MAX"),
                    help="length range of the repeated random sequence, tokens")
+    g.add_argument("--passage-fraction", type=float, default=0.0,
+                   help="share of training rows in which a real passage (whole sentences) of the row "
+                        "is shown again later (teaches in-context copying on natural text)")
+    g.add_argument("--passage-len", type=int, nargs=2, default=(8, 96), metavar=("MIN", "MAX"),
+                   help="length range of the doubled passage, tokens")
     g.add_argument("--seq-len", type=int,
                    help="training window length (default: the context length); shorter windows "
                         "make the induction rows easier to learn; validation always uses the full context")
@@ -373,7 +426,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
     sampler = BatchSampler(sources, seq_len, source_weights,
                            repeat_fraction=args.repeat_fraction, repeat_len=tuple(args.repeat_len),
                            repeat_random=args.repeat_random, induction_fraction=args.induction_fraction,
-                           induction_len=tuple(args.induction_len), vocab_size=cfg.vocab_size)
+                           induction_len=tuple(args.induction_len), vocab_size=cfg.vocab_size,
+                           passage_fraction=args.passage_fraction, passage_len=tuple(args.passage_len))
     if args.unlikelihood < 0 or (args.unlikelihood and not (
             1 <= args.ul_prefix and 1 <= args.ul_new and args.ul_prefix + args.ul_new <= cfg.context_length)):
         raise SystemExit("--unlikelihood must be >= 0, and --ul-prefix + --ul-new within the context length")
@@ -383,6 +437,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
     val_full = validation_windows(sources, cfg.context_length)
     # Previous-token score on held-out prose (the first source with a full window).
     head_text = next((w[0, :-1] for w in val_small.values()), None)          # (T,) or None
+    copy_passages = held_out_passages(sources, min(48, cfg.context_length // 2))   # (N, L)
     say(f"sources (train tokens, share): " + ", ".join(
         f"{s.name} {s.train.size} {sampler.shares().get(s.name, 0):.1%}" for s in sources))
 
@@ -474,11 +529,15 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, An
             t0 = time.perf_counter()
             val = evaluate(model, val_small, amp, device=device)
             heads = head_summary(model, head_text, seq_len)
+            copying = copy_score(model, copy_passages, device=device)
             state.history.append({"step": state.step, "tokens": state.tokens_seen,
-                                  "elapsed_s": round(state.elapsed_s, 1), "val_loss": val["all"], **heads})
+                                  "elapsed_s": round(state.elapsed_s, 1), "val_loss": val["all"], **heads,
+                                  "copy_mean_p": round(copying["mean_p"], 4),
+                                  "copy_top1": round(copying["top1"], 4)})
             say(f"  val loss {val['all']:.4f} (ppl {math.exp(val['all']):.1f}); best heads: "
                 f"previous-token {heads['previous_token_head']} {heads['previous_token']:.2f}, "
-                f"induction {heads['induction_head']} {heads['induction']:.2f} "
+                f"induction {heads['induction_head']} {heads['induction']:.2f}; "
+                f"copying p {copying['mean_p']:.3f} top-1 {copying['top1']:.2f} "
                 f"[{time.perf_counter() - t0:.1f}s]")
             window_t += time.perf_counter() - t0  # keep eval time out of tok/s
         if time.perf_counter() - last_ckpt > args.ckpt_minutes * 60:

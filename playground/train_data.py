@@ -178,8 +178,17 @@ class BatchSampler:
                  weights: dict[str, float] | None = None, repeat_fraction: float = 0.0,
                  repeat_len: tuple[int, int] = (8, 96), repeat_random: float = 0.0,
                  induction_fraction: float = 0.0, induction_len: tuple[int, int] = (4, 32),
-                 vocab_size: int = 50257) -> None:
+                 vocab_size: int = 50257, passage_fraction: float = 0.0,
+                 passage_len: tuple[int, int] = (8, 96)) -> None:
         weights = weights or {}
+        if not 0.0 <= passage_fraction <= 1.0:
+            raise ValueError(f"passage_fraction must be in [0, 1], got {passage_fraction}")
+        if passage_fraction and not 2 <= passage_len[0] <= passage_len[1] <= (context_length + 1) // 2:
+            raise ValueError(f"passage_len {tuple(passage_len)} must satisfy 2 <= MIN <= MAX <= "
+                             f"half the window ({(context_length + 1) // 2})")
+        self.passage_fraction = passage_fraction
+        self.passage_len = (int(passage_len[0]), int(passage_len[1]))
+        self._sentence_ends = sentence_end_ids() if passage_fraction else None
         if not 0.0 <= induction_fraction <= 1.0:
             raise ValueError(f"induction_fraction must be in [0, 1], got {induction_fraction}")
         if induction_fraction and not 1 <= induction_len[0] <= induction_len[1] <= context_length // 2:
@@ -229,7 +238,9 @@ class BatchSampler:
                 if self.repeat_random and rng.random() < self.repeat_random:
                     filler = stream[rng.integers(0, stream.size, self.repeat_len[1])]
                 rows[r] = insert_repeat(rows[r], rng, *self.repeat_len, filler=filler)
-            if self.induction_fraction and rng.random() < self.induction_fraction:
+            if self.passage_fraction and rng.random() < self.passage_fraction:
+                rows[r] = doubled_passage_row(rows[r], rng, *self.passage_len, self._sentence_ends)
+            elif self.induction_fraction and rng.random() < self.induction_fraction:
                 rows[r] = tiled_random_row(n, rng, *self.induction_len, stream, self.vocab_size)
         t = torch.from_numpy(rows)
         return t[:, :-1], t[:, 1:]
@@ -260,6 +271,60 @@ def insert_repeat(row: np.ndarray, rng: np.random.Generator, min_len: int, max_l
         row = row.copy()
         row[i:i + length] = filler[:length]
     j = int(rng.integers(i + length, n - length + 1))  # where its copy starts
+    return np.concatenate([row[:j], row[i:i + length], row[j:n - length]])
+
+
+_SENTENCE_END = re.compile(r"([.!?;:][\"')\]]*\s*|\n\s*)$")
+
+
+def sentence_end_ids(tokenizer: Tokenizer | None = None) -> np.ndarray:
+    """``(V,)`` bool: tokens whose text ends a sentence or a line (``.``, ``!``, ``?``, ``;``,
+    ``:`` with closing quotes, or a line break)."""
+    tok = tokenizer or get_tokenizer()
+    enc = tok.encoding
+    out = np.zeros(enc.n_vocab, dtype=bool)
+    for i in range(enc.n_vocab):
+        try:
+            text = enc.decode_single_token_bytes(i).decode("utf-8", "replace")
+        except KeyError:
+            continue
+        out[i] = bool(_SENTENCE_END.search(text))
+    return out
+
+
+def doubled_passage_row(row: np.ndarray, rng: np.random.Generator, min_len: int, max_len: int,
+                        sentence_ends: np.ndarray) -> np.ndarray:
+    """``row`` (real text) with one of its own passages shown again later; same length.
+
+    The passage is whole sentences where the row has sentence ends: it starts
+    after a sentence end and stops on one (a sentence to a paragraph), and its
+    copy is inserted after a sentence end, right after the passage itself half
+    of the time. The prose then resumes where it left off (``row[:j] + P +
+    row[j:n-L]``), so the model learns that text may repeat itself, not that a
+    repeat goes on for ever. Unlike :func:`tiled_random_row`, the copied tokens
+    are ordinary text the model could also guess from its own knowledge: this
+    teaches it to *prefer* the copy on natural text, where a small model's
+    induction head is otherwise outvoted by its prior.
+    """
+    n = row.size
+    max_len = min(max_len, n // 2)
+    ends = np.nonzero(sentence_ends[row])[0]                 # positions of sentence-final tokens
+    starts = ends + 1                                         # a passage may begin after one
+    length = int(rng.integers(min_len, max_len + 1))
+    i = int(rng.integers(0, n - 2 * length + 1))
+    ok = starts[(starts <= n - 2 * length)]
+    if ok.size:
+        i = int(ok[rng.integers(0, ok.size)])
+        stops = ends[(ends >= i + min_len - 1) & (ends <= i + max_len - 1) & (ends <= (n + i) // 2 - 1)]
+        if stops.size:                                        # end the passage on a sentence end
+            length = int(stops[rng.integers(0, stops.size)]) - i + 1
+    length = max(1, min(length, (n - i) // 2))
+    if rng.random() < 0.5:
+        j = i + length                                        # shown twice in a row
+    else:
+        later = starts[(starts >= i + length) & (starts <= n - length)]
+        j = int(later[rng.integers(0, later.size)]) if later.size else \
+            int(rng.integers(i + length, n - length + 1))
     return np.concatenate([row[:j], row[i:i + length], row[j:n - length]])
 
 

@@ -22,7 +22,7 @@ import torch
 
 from .generation import generate
 from .model import GPTModel
-from .train import evaluate
+from .train import copy_score, evaluate, held_out_passages
 from .train_data import (DEFAULT_CACHE_DIR, BatchSampler, SourceTokens, load_source, parse_weights,
                          validation_windows)
 from .weights import load_model
@@ -193,6 +193,7 @@ def evaluate_weights(weights: "str | Path", sources: Sequence[SourceTokens], see
         "val_loss": val, "val_ppl": {k: math.exp(v) for k, v in val.items()},
         "unigram_loss": uni, "unigram_ppl": {k: math.exp(v) for k, v in uni.items()},
         "bigram_loss": bi, "bigram_ppl": {k: math.exp(v) for k, v in bi.items()},
+        "copying": copy_score(model, held_out_passages(sources, min(48, cfg.context_length // 2), 64)),
         "heads": best_heads(model, first_windows, seed=seed, pool=seen_tokens(train)),
         "samples": samples(model, seed=seed),
     }
