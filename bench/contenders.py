@@ -16,7 +16,7 @@ from playground.fast_decode import fast_weights
 from playground.generation import generate_text_simple, stream_ids
 from playground.model import GPTModel
 from playground.sampling import SamplingParams
-from playground.weights import load_model
+from playground.checkpoints import load_model
 
 SHAPES = {  # name -> (layers, width, heads), OpenAI's sizes
     "gpt2": (12, 768, 12),

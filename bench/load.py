@@ -68,7 +68,7 @@ def small_model(folder: Path) -> Path:
 
     from playground.config import GPTConfig
     from playground.model import GPTModel
-    from playground.weights import save_model
+    from playground.checkpoints import save_model
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=50257, context_length=128, emb_dim=64, n_heads=4, n_layers=2, drop_rate=0.0,
                     qkv_bias=True, tie_embeddings=True)

@@ -332,7 +332,7 @@ class Bench:
 
         from playground.inspection.params import param_breakdown
         from playground.inspection.trace import shape_trace
-        from playground.weights import load_model
+        from playground.checkpoints import load_model
 
         t = Table(f"Inspection, loading, start-up ({pair.name})", ["what", "median", "peer", "ratio"])
         idx = C.prompt(64)
@@ -398,7 +398,7 @@ class Bench:
         """Greedy ids of each precision against the book's loop, on the shipped weights."""
         from playground.generation import generate_text_simple
         from playground.tokenizer import get_tokenizer
-        from playground.weights import load_model
+        from playground.checkpoints import load_model
 
         path = Path(self.args.weights)
         if not path.exists():

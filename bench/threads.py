@@ -83,7 +83,7 @@ def _child(weights: str, threads: int) -> None:
 
     from playground.generation import stream_ids
     from playground.sampling import SamplingParams
-    from playground.weights import load_model
+    from playground.checkpoints import load_model
 
     torch.set_num_threads(threads)
     model = load_model(weights).model

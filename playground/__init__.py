@@ -4,7 +4,7 @@ from .generation import GenerationResult, TokenStep, generate, generate_text_sim
 from .hooks import capture, hooks
 from .model import GELU, FeedForward, GPTModel, LayerNorm, MultiHeadAttention, TransformerBlock
 from .tokenizer import Tokenizer, get_tokenizer
-from .weights import WeightsError, load_model, save_model
+from .checkpoints import WeightsError, load_model, save_model
 
 __all__ = [
     "GPT_CONFIG_124M", "PRESETS", "GPTConfig", "get_preset",

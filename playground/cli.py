@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
 from .fast_decode import PRECISIONS
 from .paths import DEFAULT_WEIGHTS
-from .weights import WeightsError, load_model
+from .checkpoints import WeightsError, load_model, sha256_file
+from .devices import pick_device
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,18 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _device(name: str | None) -> str:
-    import torch
-    return name or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "generate":
             from .generation import stream_generate
             from .tokenizer import get_tokenizer
-            model = load_model(args.weights, device=_device(args.device)).model
+            model = load_model(args.weights, device=pick_device(args.device)).model
             tok = get_tokenizer()
             ids: list[int] = []
             printed = ""
@@ -63,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "info":
             loaded = load_model(args.weights, dtype=None, device="cpu")
             model = loaded.model
-            digest = hashlib.sha256(args.weights.read_bytes()).hexdigest()
+            digest = sha256_file(args.weights)
             print(f"file:        {args.weights} ({args.weights.stat().st_size / 1e6:.1f} MB, "
                   f"sha256 {digest[:16]})")
             print(f"layout:      {loaded.layout}, stored as {str(loaded.file_dtype).replace('torch.', '')}")
@@ -71,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{k + ':':<16}{v}")
             print(f"parameters:  {model.num_parameters():,}")
         else:
-            from .hub import download_gpt2
+            from .checkpoints.hub import download_gpt2
             print(download_gpt2(args.size))
     except (WeightsError, ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

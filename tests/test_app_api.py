@@ -11,7 +11,7 @@ import httpx
 import pytest
 import torch
 
-from playground.weights import save_model
+from playground.checkpoints import save_model
 from tests.factories import make_model
 from tests.live_app import free_port
 

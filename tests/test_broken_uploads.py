@@ -13,7 +13,7 @@ import torch
 
 from playground.ui import handlers as h
 from playground.ui.state import ModelHolder
-from playground.weights import save_model
+from playground.checkpoints import save_model
 from tests.factories import make_model
 from tests.live_app import file_data, fn_index, imported_app, page_event, served, upload
 from tests.test_weights import broken_files

@@ -13,7 +13,7 @@ import torch
 
 from playground.inspection.params import param_breakdown
 from playground.config import PRESETS
-from playground.weights import save_model
+from playground.checkpoints import save_model
 from tests.factories import make_model
 from tests.live_app import free_port
 

@@ -6,7 +6,7 @@ import torch
 
 from playground.cli import main
 from playground.generation import generate
-from playground.weights import save_model
+from playground.checkpoints import save_model
 from tests.factories import make_model
 
 

@@ -10,8 +10,8 @@ import torch
 
 from playground.config import GPTConfig
 from playground.generation import generate
-from playground.train_eval import max_ngram_repeats
-from playground.weights import load_model, read_header
+from playground.training.report import max_ngram_repeats
+from playground.checkpoints import load_model, read_header
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 WEIGHTS = WEIGHTS_DIR / "default.safetensors"

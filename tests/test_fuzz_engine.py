@@ -16,7 +16,7 @@ from playground.config import GPTConfig
 from playground.generation import generate
 from playground.sampling import SamplingParams, pick_next
 from playground.tokenizer import get_tokenizer
-from playground.weights import WeightsError, load_model
+from playground.checkpoints import WeightsError, load_model
 from tests.factories import make_model
 
 TOK = get_tokenizer()

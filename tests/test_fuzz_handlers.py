@@ -28,7 +28,7 @@ from playground.ui import build_demo, deeplink
 from playground.ui import handlers as h
 from playground.ui import validate as v
 from playground.ui.state import ModelHolder
-from playground.weights import save_model
+from playground.checkpoints import save_model
 from tests.factories import TINY, make_model
 
 EXAMPLES = int(os.environ.get("PLAYGROUND_FUZZ_EXAMPLES", "40"))

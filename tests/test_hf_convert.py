@@ -9,7 +9,7 @@ transformers = pytest.importorskip("transformers")
 
 from playground.generation import generate  # noqa: E402
 from playground.tokenizer import get_tokenizer  # noqa: E402
-from playground.weights import WeightsError, load_model  # noqa: E402
+from playground.checkpoints import WeightsError, load_model  # noqa: E402
 
 SHAPES = [
     dict(n_layer=2, n_head=4, n_embd=64, vocab_size=50257, n_positions=64),

@@ -2,7 +2,7 @@ import socket
 
 import pytest
 
-from playground import hub
+from playground.checkpoints import hub
 
 
 def test_offline_env_fails_at_once_with_guidance(monkeypatch, tmp_path):
@@ -13,7 +13,7 @@ def test_offline_env_fails_at_once_with_guidance(monkeypatch, tmp_path):
     with pytest.raises(hub.HubUnavailableError) as err:
         hub.download_gpt2("gpt2-medium", cache_dir=tmp_path)
     msg = str(err.value)
-    assert "cannot be reached" in msg and "openai-community/gpt2-medium" in msg
+    assert "HF_HUB_OFFLINE" in msg and "openai-community/gpt2-medium" in msg
     assert "weights/" in msg and "model.safetensors" in msg
 
 

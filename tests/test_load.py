@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from playground.weights import save_model
+from playground.checkpoints import save_model
 from tests.factories import make_model
 from tests.live_app import fn_index, imported_app, served
 

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from playground.loss_plot import loss_svg, write_loss_plot
+from playground.training.loss_plot import loss_svg, write_loss_plot
 
 NS = "{http://www.w3.org/2000/svg}"
 

@@ -13,7 +13,7 @@ import torch
 
 from playground.paths import WEIGHTS_DIR
 from playground.ui import validate as v
-from playground.weights import save_model
+from playground.checkpoints import save_model
 from tests.factories import make_model
 from tests.live_app import call_raw, file_data, fn_index, imported_app, page_event, served, stream_events, upload
 

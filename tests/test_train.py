@@ -9,16 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from playground import train_data
+from playground.training import data as train_data
 from playground.config import GPTConfig
 from playground.model import GPTModel
 from playground.tokenizer import get_tokenizer
-from playground.train import head_summary, lr_at, make_optimizer, run
-from playground.train_data import (BatchSampler, SourceTokens, insert_repeat, load_source, normalize_whitespace,
+from playground.training.cli import run
+from playground.training.evaluate import head_summary
+from playground.training.optim import lr_at, make_optimizer
+from playground.training.data import (BatchSampler, SourceTokens, insert_repeat, load_source, normalize_whitespace,
                                    parse_weights, split_documents, split_train_val, tiled_random_row,
                                    validation_windows)
-from playground.train_eval import KneserNeyBigram, bigram_nll, max_ngram_repeats, unigram_nll
-from playground.weights import load_model, read_header
+from playground.training.baselines import KneserNeyBigram, bigram_nll, unigram_nll
+from playground.training.report import max_ngram_repeats
+from playground.checkpoints import load_model, read_header
 
 TINY = GPTConfig(vocab_size=50257, context_length=16, emb_dim=16, n_heads=2, n_layers=2,
                  drop_rate=0.0, qkv_bias=False, tie_embeddings=True)

@@ -16,7 +16,7 @@ from playground.ui import handlers as h
 from playground.ui import validate as v
 from playground.ui.state import ModelHolder
 from playground.ui.validate import InputError
-from playground.weights import save_model
+from playground.checkpoints import save_model
 from tests.factories import make_model
 
 PROMPT = "The cat sat on the mat. The cat sat on the"
@@ -150,7 +150,7 @@ def test_a_load_prepares_the_fp32_decoder_in_the_background(weights_dir):
 
 
 def test_hub_download_offline_says_where_to_put_the_file(holder, monkeypatch, tmp_path):
-    from playground.hub import download_gpt2
+    from playground.checkpoints.hub import download_gpt2
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     # An empty cache: a copy of gpt2-medium cached on this machine must not be loaded here.
     monkeypatch.setattr(h, "download_gpt2", lambda size: download_gpt2(size, cache_dir=tmp_path))

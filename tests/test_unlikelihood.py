@@ -5,7 +5,7 @@ import torch
 
 from playground.config import GPTConfig
 from playground.model import GPTModel
-from playground.unlikelihood import greedy_continue, repeated_ngram_mask, unlikelihood_loss
+from playground.training.unlikelihood import greedy_continue, repeated_ngram_mask, unlikelihood_loss
 
 TINY = GPTConfig(vocab_size=50, context_length=32, emb_dim=16, n_heads=2, n_layers=2,
                  drop_rate=0.0, qkv_bias=False)

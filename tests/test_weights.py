@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from playground.config import GPTConfig
-from playground.weights import WeightsError, load_model, own_state_dict, read_header, save_model
+from playground.checkpoints import WeightsError, load_model, own_state_dict, read_header, save_model
 from tests.factories import TINY, make_model
 
 

@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from ..config import PRESETS, GPTConfig
 from ..fast_decode import DEFAULT_PRECISION, PRECISIONS
 from ..generation import stream_generate
-from ..hub import HUB_REPOS, HubUnavailableError, download_gpt2
+from ..checkpoints.hub import HUB_REPOS, HubUnavailableError, download_gpt2
 from ..sampling import SamplingParams
 from ..inspection.attention import SCORE_DOCS, SCORE_NAMES, AttentionCapture, HeadScores, capture_attention, head_scores
 from ..inspection.attention_figures import aggregate_figure, head_figure, head_scores_figure, layer_figure
@@ -39,7 +39,7 @@ from ..inspection.params_figures import params_bar, params_treemap
 from ..inspection.trace import ShapeTrace, shape_trace
 from ..inspection.trace_figure import trace_figure
 from ..tokenizer import get_tokenizer
-from ..weights import WeightsError
+from ..checkpoints import WeightsError
 from . import validate as v
 from .state import ModelHolder, Snapshot
 from .validate import InputError

@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..config import PRESETS
-from ..hub import HUB_REPOS
+from ..checkpoints.hub import HUB_REPOS
 from ..paths import WEIGHTS_DIR
 from . import api, deeplink
 from . import handlers as h

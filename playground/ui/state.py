@@ -8,7 +8,6 @@ A file that fails to load changes nothing.
 """
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,22 +18,8 @@ import torch
 
 from ..fast_decode import prepare_in_background
 from ..model import GPTModel
-from ..weights import WeightsError, load_model
-
-
-def pick_device(name: str | None = None) -> str:
-    """``name`` if given, else CUDA when present, else CPU."""
-    if name:
-        return name
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+from ..checkpoints import WeightsError, load_model, sha256_file
+from ..devices import pick_device
 
 
 @dataclass
@@ -168,7 +153,7 @@ class ModelHolder:
     def _hash(self, snap: Snapshot) -> None:
         def work() -> None:
             try:
-                snap._sha256[0] = sha256_of(snap.path)
+                snap._sha256[0] = sha256_file(snap.path)
             except OSError:
                 snap._sha256[0] = None
         if self.hash_in_background:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .config import GPTConfig
-from .weights import WeightsError, check_keys
+from ..config import GPTConfig
+from .files import WeightsError, check_keys
 
 # HF key -> our key(s). "{}" is the block index. A tuple means "split in equal parts".
 KEY_MAP: dict[str, "str | tuple[str, ...]"] = {

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .model import GPTModel
+from ..inspection.inputs import eval_mode
+from ..model import GPTModel
 
 
 @torch.no_grad()
@@ -62,10 +63,8 @@ def unlikelihood_loss(model: GPTModel, prefixes: torch.Tensor, n_new: int, n: in
     The mean is over *all* continuation tokens, so a batch with few repeats
     contributes little; the loss is a zero with a gradient path when none repeat.
     """
-    was_training = model.training
-    model.eval()
-    ids = greedy_continue(model, prefixes, n_new)                              # (B, P + N)
-    model.train(was_training)
+    with eval_mode(model):
+        ids = greedy_continue(model, prefixes, n_new)                          # (B, P + N)
     p_len = prefixes.shape[1]
     x = ids[:, :-1]
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):

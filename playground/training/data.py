@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .tokenizer import Tokenizer, get_tokenizer
+from ..tokenizer import Tokenizer, get_tokenizer
 
 CACHE_VERSION = "1"
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "cache" / "tokens"
