@@ -21,7 +21,9 @@ bytes per weight set the speed limit (fp32 4, bf16 2, int8 1).
 The prepared weights are derived from the model's parameters and cached per
 model; they are rebuilt when a parameter is replaced or changed in place
 (its storage or version counter moves). Edits made through ``p.data`` bypass
-the version counter: call :func:`invalidate` after those.
+the version counter: call :func:`invalidate` after those. At most two
+precisions are kept per model, the default (fp32) and the last other one
+asked for, so memory stays at about the model plus two prepared copies.
 """
 from __future__ import annotations
 
@@ -81,10 +83,13 @@ class PackedLinear:
         if backend is None:
             backend = "onednn" if _onednn_ok(w.device) else "dense"
         if backend == "onednn":
-            self.mode = "onednn"
-            self.weight = _ONEDNN._reorder_linear_weight(w, 1)  # blocked for small batches
-        else:
-            self.mode, self.weight = "dense", w
+            try:
+                self.mode = "onednn"
+                self.weight = _ONEDNN._reorder_linear_weight(w, 1)  # blocked for small batches
+                return
+            except RuntimeError:   # this CPU lacks the instructions oneDNN needs for this dtype
+                pass
+        self.mode, self.weight = "dense", w
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "onednn":
@@ -264,6 +269,8 @@ def fast_weights(model: GPTModel, precision: str = DEFAULT_PRECISION) -> FastWei
             for p, old in list(per_model.items()):
                 if old.fingerprint != fw.fingerprint:  # parameters changed: every precision is stale
                     del per_model[p]
+                elif p not in (DEFAULT_PRECISION, precision):
+                    del per_model[p]   # memory: the default and one other precision at most
             per_model[precision] = fw
         return fw
     finally:

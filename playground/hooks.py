@@ -24,7 +24,8 @@ class HookPoint(nn.Identity):
         self.name = ""
 
     def has_hooks(self) -> bool:
-        return bool(self._forward_hooks)
+        """Any forward hook or forward pre-hook (either needs the explicit attention path)."""
+        return bool(self._forward_hooks or self._forward_pre_hooks)
 
 
 def name_hook_points(model: nn.Module) -> None:

@@ -114,14 +114,14 @@ def test_generate_streams_one_message_per_token(server):
 @pytest.mark.slow
 def test_stop_frees_the_worker(server, monkeypatch):
     client, _ = server
-    from playground.ui import handlers
-    real = handlers.stream_generation
+    from playground.ui.views import generate as gen_view
+    real = gen_view.stream_generation
 
     def slow(*args, **kwargs):          # 10 ms a token: 500 tokens would take 5 s
         for view in real(*args, **kwargs):
             time.sleep(0.01)
             yield view
-    monkeypatch.setattr(handlers, "stream_generation", slow)
+    monkeypatch.setattr(gen_view, "stream_generation", slow)
     job = client.submit("Once upon a time", 500, 1.0, 0, 1.0, None, 1, api_name="/generate")
     deadline = time.time() + 60
     while len(job.outputs()) < 3 and time.time() < deadline and not job.done():

@@ -11,7 +11,8 @@ from contextlib import closing
 import pytest
 import torch
 
-from playground.ui import handlers as h
+from playground.ui.views.generate import check_generate, stream_generation
+from playground.ui.views.model import load_weights
 from playground.ui.state import ModelHolder
 from playground.checkpoints import save_model
 from tests.factories import make_model
@@ -32,8 +33,8 @@ def all_broken(tmp_path) -> list[tuple[str, object, str]]:
 
 def answers(snap) -> list[int]:
     """Greedy next tokens: the model still works (and is the same model)."""
-    req = h.check_generate(snap, "The cat sat on the", 4, 0.0, 0, 1.0, 0, 1)
-    *_, last = h.stream_generation(snap, req)
+    req = check_generate(snap, "The cat sat on the", 4, 0.0, 0, 1.0, 0, 1)
+    *_, last = stream_generation(snap, req)
     return last.ids
 
 
@@ -45,7 +46,7 @@ def test_each_broken_file_is_named_and_the_model_stays(tmp_path):
     cases = all_broken(tmp_path / "broken")
     assert len(cases) >= 23
     for name, path, match in cases:
-        ok, message = h.load_weights(holder, path, getattr(path, "name", str(path)))
+        ok, message = load_weights(holder, path, getattr(path, "name", str(path)))
         assert not ok, name
         assert re.search(match, message), (name, message)
         assert "The model in use is still **tiny**" in message or "Could not read" in message, (name, message)

@@ -229,14 +229,14 @@ def set_slider(page, root: str, value: int) -> None:
 
 
 def slow_down_generation(monkeypatch, seconds_per_token: float) -> None:
-    from playground.ui import handlers
-    real = handlers.stream_generation
+    from playground.ui.views import generate as gen_view
+    real = gen_view.stream_generation
 
     def slow(*args, **kwargs):
         for view in real(*args, **kwargs):
             time.sleep(seconds_per_token)
             yield view
-    monkeypatch.setattr(handlers, "stream_generation", slow)
+    monkeypatch.setattr(gen_view, "stream_generation", slow)
 
 
 def record_values(page, selector: str) -> None:
@@ -255,7 +255,7 @@ def record_values(page, selector: str) -> None:
 
 def test_open_pages_see_a_model_swap(page, live):
     """Another user loads a model: every open page's header names it within a refresh period."""
-    from playground.ui.layout import BADGE_REFRESH_S
+    from playground.ui.app import BADGE_REFRESH_S
     url, holder, folder = live
     page.goto(url)
     badge = page.locator("#model-badge")

@@ -25,8 +25,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from playground.ui import build_demo, deeplink
-from playground.ui import handlers as h
+from playground.ui.views.attention import attention_view, check_attention
+from playground.ui.views.generate import check_generate
+from playground.ui.views.logit_lens import lens_view
+from playground.ui.views.model import load_weights, resolve_in
+from playground.ui.views.next_token import next_view
+from playground.ui.views.shapes import trace_view
 from playground.ui import validate as v
+from playground.ui.common import InternalError
 from playground.ui.state import ModelHolder
 from playground.checkpoints import save_model
 from tests.factories import TINY, make_model
@@ -120,6 +126,7 @@ def call(name: str, fn: Callable, *args: Any) -> Any:
         if hasattr(out, "__next__"):
             out = list(out)
     except gr.Error as e:
+        assert not isinstance(e, InternalError), f"{name}: an internal error (a bug) for {args!r}"
         assert isinstance(e.message, str) and e.message.strip(), f"{name}: empty error message"
         assert "Traceback" not in e.message
         out = None
@@ -283,8 +290,7 @@ def test_page_load_file_only_reads_the_weights_folder(app, name):
        present=flags)
 def test_deep_links_never_fail(app, tab, prompt, layer, head, view, lang, present):
     _, fns, _ = app
-    call("page copy link", fns["ui_link"], tab, prompt, prompt, prompt, prompt, prompt, layer, head, view, lang,
-         present)
+    call("page copy link", fns["ui_link"], tab, present, *([prompt, layer, head, view, lang] * 8))
     params = {"tab": tab, "prompt": prompt, "layer": layer, "head": head, "view": view, "lang": lang,
               "present": present, "preset": prompt}
     TRIED["deeplink.parse"] += 1
@@ -324,18 +330,18 @@ def long_snap(tmp_path_factory):
 
 def test_a_prompt_longer_than_any_cap_is_cropped_and_said(long_snap):
     text = "word " * 20_000                                   # 100,000 characters, 20,001 tokens
-    att = h.attention_view(long_snap, h.check_attention(long_snap, text, 1, 3, "all heads"), figures=False)
+    att = attention_view(long_snap, check_attention(long_snap, text, 1, 3, "all heads"), figures=False)
     data = json.loads(att.to_json())
     assert len(data["tokens"]) == v.ATTENTION_TOKENS and len(data["weights"][0]) == v.ATTENTION_TOKENS
     assert "the attention view shows the last 256" in att.note and "20,001 tokens" in att.note
-    tv = h.trace_view(long_snap, text)
+    tv = trace_view(long_snap, text)
     assert len(tv.trace.token_ids) == v.TRACE_TOKENS and "shape trace shows the last 1,024" in tv.note
-    lens = h.lens_view(long_snap, text)
+    lens = lens_view(long_snap, text)
     assert lens.lens.n_tokens == v.LENS_TOKENS and "logit lens shows the last 64" in lens.note
-    nv = h.next_view(long_snap, text)
+    nv = next_view(long_snap, text)
     assert "next-token view shows the last 2,048" in nv.note
     with pytest.raises(v.InputError, match="20,001 tokens long, but this model reads at most 2,048"):
-        h.check_generate(long_snap, text)
+        check_generate(long_snap, text)
 
 
 # ------------------------------------------------------------------------------------ found by fuzzing
@@ -345,17 +351,18 @@ def test_copy_link_takes_any_value(app):
     """Were TypeError and UnicodeEncodeError (a list as the tab, a lone surrogate in the prompt)."""
     _, fns, _ = app
     assert fns["ui_link"](["attention"], "Hi", [1], {}, None, 5, [2], {"a": 1}, ["head"], 3, True)
-    link = fns["ui_link"]("attention", "x", "a\ud800b", "y", "z", "w", 1, 2, "head", "en", False)["value"]
-    assert link == "?tab=attention&prompt=a%3Fb&layer=1&head=2&view=head"
-    assert deeplink.build(7, 8, view=[1], lang={}) == ""
+    assert deeplink.build("attention", {"prompt": "a\ud800b", "layer": 1, "head": 2, "view": "head"}) == \
+        "?tab=attention&prompt=a%3Fb&layer=1&head=2&view=head"
+    assert deeplink.build(7, {"view": [1], "lang": {}}) == ""
+    assert deeplink.build("attention", {"layer": [1], "head": {}, "view": object()}) == "?tab=attention"
 
 
 def test_a_nul_byte_in_a_file_name_is_a_plain_refusal(app, tmp_path):
     """Were ValueError("embedded null byte") from Path.resolve and os.stat."""
     holder, _, folder = app
     with pytest.raises(v.InputError, match="listed .safetensors"):
-        h.resolve_in(folder, "x\x00.safetensors")
-    ok, message = h.load_weights(holder, str(tmp_path / "x\x00.safetensors"))
+        resolve_in(folder, "x\x00.safetensors")
+    ok, message = load_weights(holder, str(tmp_path / "x\x00.safetensors"))
     assert not ok and "not a valid file name" in message and holder.current() is not None
 
 

@@ -9,10 +9,10 @@ import torch
 
 from playground.config import GPTConfig
 from playground.inspection.attention import capture_attention, head_scores
-from playground.inspection.attention_figures import (
+from playground.inspection.figures.attention import (
     aggregate_figure, head_figure, head_scores_figure, layer_figure,
 )
-from playground.inspection.axes import label_step, token_ticks, window
+from playground.inspection.figures.axes import label_step, token_ticks, window
 from playground.model import GPTModel
 
 

@@ -8,7 +8,7 @@ import torch
 
 from playground.config import GPTConfig
 from playground.inspection.logit_lens import logit_lens
-from playground.inspection.logit_lens_figures import logit_lens_figure, trajectory_figure
+from playground.inspection.figures.logit_lens import logit_lens_figure, trajectory_figure
 from playground.model import GPTModel
 
 IDS = [3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46]

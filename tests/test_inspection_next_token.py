@@ -8,7 +8,7 @@ import torch
 
 from playground.config import GPTConfig
 from playground.inspection.next_token import next_token_distribution, stage_distributions
-from playground.inspection.next_token_figure import next_token_figure
+from playground.inspection.figures.next_token import next_token_figure
 from playground.model import GPTModel
 from playground.sampling import SamplingParams, sampling_distribution
 

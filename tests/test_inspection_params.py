@@ -8,7 +8,7 @@ import torch
 
 from playground.config import GPT_CONFIG_124M, PRESETS, GPTConfig
 from playground.inspection.params import check_parameters, param_breakdown
-from playground.inspection.params_figures import params_bar, params_treemap
+from playground.inspection.figures.params import params_bar, params_treemap
 from playground.model import GPTModel
 
 EXPECTED = {  # preset: (as configured, tied, untied)

@@ -8,7 +8,7 @@ import torch
 
 from playground.config import GPTConfig
 from playground.inspection.trace import shape_trace
-from playground.inspection.trace_figure import trace_figure
+from playground.inspection.figures.trace import trace_figure
 from playground.inspection.trace_text import STEPS
 from playground.model import GPTModel
 

@@ -27,8 +27,8 @@ def live(tmp_path_factory):
 @pytest.fixture
 def slow_generation(monkeypatch):
     """10 ms a token, and a count of the tokens made (to see that a run really ended)."""
-    from playground.ui import handlers
-    real = handlers.stream_generation
+    from playground.ui.views import generate as gen_view
+    real = gen_view.stream_generation
     made = {"tokens": 0}
 
     def slow(*args, **kwargs):
@@ -36,7 +36,7 @@ def slow_generation(monkeypatch):
             time.sleep(SLOW_TOKEN_S)
             made["tokens"] += 1
             yield view
-    monkeypatch.setattr(handlers, "stream_generation", slow)
+    monkeypatch.setattr(gen_view, "stream_generation", slow)
     return made
 
 

@@ -49,19 +49,19 @@ def test_upload_limit_reads_its_variable():
 
 
 def test_check_upload_refuses_other_names_and_big_files(tmp_path):
-    from playground.ui import handlers as h
+    from playground.ui.views.model import check_upload
     for name in ("model.pt", "model.bin", "model.safetensors.pt", "model.ckpt", "model"):
         (tmp_path / name).write_bytes(b"x")
         with pytest.raises(v.InputError, match="Only .safetensors"):
-            h.check_upload(str(tmp_path / name), 1)
+            check_upload(str(tmp_path / name), 1)
     big = tmp_path / "big.safetensors"
     big.write_bytes(b"\0" * (2 * 2**20))
     with pytest.raises(v.InputError, match="limited to 1 MB"):
-        h.check_upload(str(big), 1)
-    assert h.check_upload(str(big), 2) == big
+        check_upload(str(big), 1)
+    assert check_upload(str(big), 2) == big
     for missing in (None, "", 3, str(tmp_path / "gone.safetensors"), "x\x00.safetensors"):
         with pytest.raises(v.InputError):
-            h.check_upload(missing, 1)
+            check_upload(missing, 1)
 
 
 @pytest.mark.parametrize("route", [

@@ -12,7 +12,14 @@ from playground import fast_decode
 from playground.config import PRESETS
 from playground.generation import generate
 from playground.ui import deeplink
-from playground.ui import handlers as h
+from playground.ui.views.attention import SCORE_NAMES, VIEW_LABELS, attention_view, check_attention
+from playground.ui.common import export_file
+from playground.ui.views.generate import PROB_COLORS, check_generate, stream_generation
+from playground.ui.views.logit_lens import lens_view
+from playground.ui.views.model import download_and_load, load_weights, model_markdown, resolve_in, weight_files
+from playground.ui.views.next_token import next_view
+from playground.ui.views.parameters import check_params, params_view, preset_config
+from playground.ui.views.shapes import trace_view
 from playground.ui import validate as v
 from playground.ui.state import ModelHolder
 from playground.ui.validate import InputError
@@ -127,12 +134,12 @@ def test_missing_default_leaves_a_notice_not_a_crash(tmp_path):
 def test_bad_file_keeps_the_model_in_use(weights_dir, tmp_path):
     holder = ModelHolder(weights_dir / "tiny.safetensors", hash_in_background=False)
     before = holder.require()
-    ok, msg = h.load_weights(holder, weights_dir / "broken.safetensors")
+    ok, msg = load_weights(holder, weights_dir / "broken.safetensors")
     assert not ok and "Could not load **broken.safetensors**" in msg and "still **tiny**" in msg
     assert holder.current() is before
-    ok, msg = h.load_weights(holder, tmp_path / "gone.safetensors")
+    ok, msg = load_weights(holder, tmp_path / "gone.safetensors")
     assert not ok and holder.current() is before
-    ok, msg = h.load_weights(holder, weights_dir / "tiny.safetensors", "again.safetensors")
+    ok, msg = load_weights(holder, weights_dir / "tiny.safetensors", "again.safetensors")
     assert ok and "Loaded **again**" in msg
     assert holder.current().generation == before.generation + 1
 
@@ -153,42 +160,43 @@ def test_hub_download_offline_says_where_to_put_the_file(holder, monkeypatch, tm
     from playground.checkpoints.hub import download_gpt2
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     # An empty cache: a copy of gpt2-medium cached on this machine must not be loaded here.
-    monkeypatch.setattr(h, "download_gpt2", lambda size: download_gpt2(size, cache_dir=tmp_path))
+    from playground.ui.views import model as model_view
+    monkeypatch.setattr(model_view, "download_gpt2", lambda size: download_gpt2(size, cache_dir=tmp_path))
     before = holder.current()
-    ok, msg = h.download_and_load(holder, "gpt2-medium")
-    assert not ok and "cannot be reached" in msg and "weights/" in msg
+    ok, msg = download_and_load(holder, "gpt2-medium")
+    assert not ok and "HF_HUB_OFFLINE" in msg and "weights/" in msg
     assert holder.current() is before
     with pytest.raises(InputError, match="Model size"):
-        h.download_and_load(holder, "gpt3")
+        download_and_load(holder, "gpt3")
 
 
 def test_model_info_and_markdown(holder):
     info = holder.info()
     assert info["loaded"] and info["parameters"] == make_model().num_parameters()
     assert info["device"] == "cpu" and len(info["sha256_prefix"]) == 12 and info["file_size_bytes"] > 0
-    text = h.model_markdown(info)
+    text = model_markdown(info)
     assert "tiny.safetensors" in text and info["sha256_prefix"] in text
 
 
 def test_weight_files_and_resolve_in(weights_dir):
-    assert h.weight_files(weights_dir) == ["broken.safetensors", "tiny.safetensors"]
-    assert h.weight_files(weights_dir / "missing") == []
-    assert h.resolve_in(weights_dir, "tiny.safetensors") == (weights_dir / "tiny.safetensors").resolve()
+    assert weight_files(weights_dir) == ["broken.safetensors", "tiny.safetensors"]
+    assert weight_files(weights_dir / "missing") == []
+    assert resolve_in(weights_dir, "tiny.safetensors") == (weights_dir / "tiny.safetensors").resolve()
     for bad in ("../etc/passwd", "/etc/passwd", "", None, "tiny.bin"):
         with pytest.raises(InputError):
-            h.resolve_in(weights_dir, bad)
+            resolve_in(weights_dir, bad)
 
 
 # ------------------------------------------------------------------------------------------ generate
 
 
 def test_generate_streams_tokens_stats_and_alternatives(snap):
-    req = h.check_generate(snap, "Hello there", 6, 1.0, 20, 0.9, 7, 5)
-    views = [(len(gv.steps), gv.done) for gv in h.stream_generation(snap, req)]
+    req = check_generate(snap, "Hello there", 6, 1.0, 20, 0.9, 7, 5)
+    views = [(len(gv.steps), gv.done) for gv in stream_generation(snap, req)]
     assert views == [(1, False), (2, False), (3, False), (4, False), (5, False), (6, False), (6, True)]
-    gv = list(h.stream_generation(snap, req))[-1]
+    gv = list(stream_generation(snap, req))[-1]
     assert gv.highlighted()[0] == ("Hello there", None)
-    assert all(band in h.PROB_COLORS for _, band in gv.highlighted()[1:])
+    assert all(band in PROB_COLORS for _, band in gv.highlighted()[1:])
     assert "**Prompt:** 2 tokens" in gv.stats() and "**generated:** 6 tokens" in gv.stats()
     caption, rows = gv.alternatives(0)
     assert caption.startswith("Token 1 of 6") and 5 <= len(rows) <= 6
@@ -199,26 +207,26 @@ def test_generate_streams_tokens_stats_and_alternatives(snap):
 
 
 def test_generate_is_reproducible_with_a_seed(snap):
-    req = h.check_generate(snap, "Hello", 8, 1.0, 0, 1.0, 123, 3)
-    a = list(h.stream_generation(snap, req))[-1].ids[:]
-    b = list(h.stream_generation(snap, req))[-1].ids[:]
+    req = check_generate(snap, "Hello", 8, 1.0, 0, 1.0, 123, 3)
+    a = list(stream_generation(snap, req))[-1].ids[:]
+    b = list(stream_generation(snap, req))[-1].ids[:]
     assert a == b
 
 
 @pytest.mark.parametrize("choice, engine", [("fp32", "fp32"), ("bf16 (faster)", "bf16"), ("INT8", "int8"),
                                             (None, "fp32"), ("bfloat16", "bf16")])
 def test_generate_precision_choice_reaches_the_engine(snap, choice, engine):
-    req = h.check_generate(snap, "Hello", 4, 0.0, 0, 1.0, None, 3, choice)
+    req = check_generate(snap, "Hello", 4, 0.0, 0, 1.0, None, 3, choice)
     assert req.precision == engine
     fast_decode.invalidate(snap.model)
-    gv = list(h.stream_generation(snap, req))[-1]
+    gv = list(stream_generation(snap, req))[-1]
     assert set(fast_decode._prepared.get(snap.model, {})) == {engine}   # the decoder it ran on
     assert gv.record()["settings"]["precision"] == engine and f"**precision:** {engine}" in gv.stats()
 
 
 def test_generate_fp32_choice_gives_the_models_own_greedy_text(snap):
-    req = h.check_generate(snap, "Hello there", 10, 0.0, 0, 1.0, None, 3, "fp32")
-    ids = list(h.stream_generation(snap, req))[-1].ids
+    req = check_generate(snap, "Hello there", 10, 0.0, 0, 1.0, None, 3, "fp32")
+    ids = list(stream_generation(snap, req))[-1].ids
     snap.model.set_explicit_attention(True)          # the model's own forward, no fast path
     try:
         assert ids == generate(snap.model, "Hello there", 10, temperature=0).ids
@@ -227,8 +235,8 @@ def test_generate_fp32_choice_gives_the_models_own_greedy_text(snap):
 
 
 def test_generate_notes_when_cropping_began(snap):
-    req = h.check_generate(snap, "one two three", 40, 0.0, 0, 1.0, None, 3)
-    gv = list(h.stream_generation(snap, req))[-1]
+    req = check_generate(snap, "one two three", 40, 0.0, 0, 1.0, None, 3)
+    gv = list(stream_generation(snap, req))[-1]
     assert gv.crop_started_at is not None and "no longer fits" in gv.stats()
 
 
@@ -245,7 +253,7 @@ def test_generate_notes_when_cropping_began(snap):
 ])
 def test_generate_validation(snap, kwargs, fragment):
     with pytest.raises(InputError, match=fragment):
-        h.check_generate(snap, **kwargs)
+        check_generate(snap, **kwargs)
 
 
 def test_tokens_outside_a_small_vocabulary_are_a_plain_error(tmp_path):
@@ -253,7 +261,7 @@ def test_tokens_outside_a_small_vocabulary_are_a_plain_error(tmp_path):
                                                n_layers=1))
     holder = ModelHolder(save_model(small, tmp_path / "small.safetensors"))
     with pytest.raises(InputError, match="knows only 300 different tokens"):
-        h.check_generate(holder.require(), "Hello world")
+        check_generate(holder.require(), "Hello world")
 
 
 # ------------------------------------------------------------------------------------------ attention
@@ -261,22 +269,22 @@ def test_tokens_outside_a_small_vocabulary_are_a_plain_error(tmp_path):
 
 @pytest.mark.parametrize("kind", ["single head", "all heads", "mean & max"])
 def test_attention_views(snap, kind):
-    req = h.check_attention(snap, PROMPT, 1, 2, kind)
-    av = h.attention_view(snap, req)
+    req = check_attention(snap, PROMPT, 1, 2, kind)
+    av = attention_view(snap, req)
     assert av.figure.data and av.figure.data[0].type == "heatmap"
     headers, rows = av.grid()
     assert headers == ["layer", "head 0", "head 1", "head 2", "head 3"] and len(rows) == 2
     data = json.loads(av.to_json())
-    assert data["view"] == h.VIEW_LABELS[req.view] and len(data["tokens"]) == len(req.prompt_ids)
-    assert set(data["scores"]) == set(h.SCORE_NAMES)
+    assert data["view"] == VIEW_LABELS[req.view] and len(data["tokens"]) == len(req.prompt_ids)
+    assert set(data["scores"]) == set(SCORE_NAMES)
     assert av.to_csv().startswith("layer,head,query,key")
 
 
 def test_attention_long_prompt_is_cropped_with_a_note(snap):
-    req = h.check_attention(snap, "word" + " word" * 299, 0, 0)
+    req = check_attention(snap, "word" + " word" * 299, 0, 0)
     assert len(req.prompt_ids) == snap.model.cfg.context_length
     assert "300 tokens" in req.note and "last 32" in req.note
-    assert "300 tokens" in h.attention_view(snap, req).note
+    assert "300 tokens" in attention_view(snap, req).note
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
@@ -285,11 +293,11 @@ def test_attention_long_prompt_is_cropped_with_a_note(snap):
 ])
 def test_attention_validation(snap, kwargs, fragment):
     with pytest.raises(InputError, match=fragment):
-        h.check_attention(snap, PROMPT, **kwargs)
+        check_attention(snap, PROMPT, **kwargs)
 
 
 def test_one_token_prompt_still_scores_heads(snap):
-    av = h.attention_view(snap, h.check_attention(snap, "Hi", 0, 0))
+    av = attention_view(snap, check_attention(snap, "Hi", 0, 0))
     assert av.scores.source == "random" and "random tokens" in av.note
 
 
@@ -297,8 +305,8 @@ def test_one_token_prompt_still_scores_heads(snap):
 
 
 def test_trace_view_in_both_languages(snap):
-    en = h.trace_view(snap, PROMPT, "en")
-    zh = h.trace_view(snap, PROMPT, "中文", expand=True)
+    en = trace_view(snap, PROMPT, "en")
+    zh = trace_view(snap, PROMPT, "中文", expand=True)
     assert en.table()[1]["step"] == "token embedding" and zh.lang == "zh"
     assert len(zh.table()) > len(en.table())            # every block expanded
     assert en.trace.total_params == snap.model.num_parameters()
@@ -306,12 +314,12 @@ def test_trace_view_in_both_languages(snap):
 
 
 def test_lens_and_next_token(snap):
-    lv = h.lens_view(snap, PROMPT, 3, -1)
+    lv = lens_view(snap, PROMPT, 3, -1)
     assert lv.figure.data[0].type == "heatmap" and lv.data()["layer_names"][0] == "embeddings"
-    nv = h.next_view(snap, PROMPT, 0.8, 5, 0.9, 7)
+    nv = next_view(snap, PROMPT, 0.8, 5, 0.9, 7)
     assert len(nv.rows()) == 7 and "can be drawn" in nv.summary()
     with pytest.raises(InputError, match="Position"):
-        h.lens_view(snap, "Hi there", 3, 99)
+        lens_view(snap, "Hi there", 3, 99)
 
 
 # ------------------------------------------------------------------------------------------ parameters
@@ -319,7 +327,7 @@ def test_lens_and_next_token(snap):
 
 @pytest.mark.parametrize("preset, total", [("book-124M", 163_009_536), ("gpt2", 124_439_808)])
 def test_params_match_the_book(preset, total):
-    pv = h.params_view(h.preset_config(preset), None)
+    pv = params_view(preset_config(preset), None)
     assert pv.breakdown.total == total and f"{total:,}" in pv.summary_markdown()
     assert "nothing to compare" in pv.comparison
     tree, bar = pv.figures()
@@ -327,28 +335,28 @@ def test_params_match_the_book(preset, total):
 
 
 def test_params_compare_with_the_loaded_model(snap):
-    pv = h.params_view(snap.model.cfg, snap)
+    pv = params_view(snap.model.cfg, snap)
     assert "matches exactly" in pv.comparison and "this is its config" in pv.comparison
-    assert "x as many" in h.params_view(PRESETS["gpt2"], snap).comparison
+    assert "x as many" in params_view(PRESETS["gpt2"], snap).comparison
 
 
 def test_params_validation():
-    cfg = h.check_params("50257", 1024.0, 768, 12, 12, "true", False)
+    cfg = check_params("50257", 1024.0, 768, 12, 12, "true", False)
     assert cfg.qkv_bias is True and cfg.emb_dim == 768
     with pytest.raises(InputError, match="divisible by the number of heads"):
-        h.check_params(emb_dim=100, n_heads=7)
+        check_params(emb_dim=100, n_heads=7)
     with pytest.raises(InputError, match="Layers"):
-        h.check_params(n_layers=0)
+        check_params(n_layers=0)
     with pytest.raises(InputError, match="Preset"):
-        h.preset_config("gpt5")
-    assert h.preset_config("XL") == PRESETS["gpt2-xl"]
+        preset_config("gpt5")
+    assert preset_config("XL") == PRESETS["gpt2-xl"]
 
 
 # ------------------------------------------------------------------------------------------ exports, links
 
 
 def test_export_file_writes_a_fresh_file():
-    a, b = h.export_file("x", "json", "{}"), h.export_file("x", "json", "[]")
+    a, b = export_file("x", "json", "{}"), export_file("x", "json", "[]")
     assert a != b and Path(a).read_text() == "{}" and Path(a).name == "x.json"
 
 
@@ -362,17 +370,32 @@ def test_deeplink_parse_is_forgiving():
 
 
 def test_deeplink_round_trip():
-    query = deeplink.build("attention", "The cat & the hat", 3, 5, "head")
+    query = deeplink.build("attention", {"prompt": "The cat & the hat", "layer": 3, "head": 5, "view": "head"})
     assert query == "?tab=attention&prompt=The+cat+%26+the+hat&layer=3&head=5&view=head"
     from urllib.parse import parse_qsl
     link = deeplink.parse(dict(parse_qsl(query[1:])))
     assert (link.tab, link.prompt, link.layer, link.head, link.view) == ("attention", "The cat & the hat", 3, 5, "head")
-    assert deeplink.build("parameters", "ignored", present=True) == "?tab=parameters&present=1"
-    assert deeplink.build("shapes", "x", lang="zh") == "?tab=shapes&prompt=x&lang=zh"
+    assert deeplink.build("parameters", {"prompt": "ignored"}, present=True) == "?tab=parameters&present=1"
+    assert deeplink.build("shapes", {"prompt": "x", "lang": "zh"}) == "?tab=shapes&prompt=x&lang=zh"
+
+
+def test_deeplink_carries_every_generate_control():
+    values = {"prompt": "Once upon", "max_new_tokens": 40.0, "temperature": 0.8, "top_k": 40, "top_p": 0.95,
+              "seed": 7, "precision": "bf16", "layer": 3}
+    query = deeplink.build("generate", values)
+    assert query == ("?tab=generate&prompt=Once+upon&max_new_tokens=40&temperature=0.8&top_k=40&top_p=0.95"
+                     "&seed=7&precision=bf16")                 # layer is not a Generate control
+    from urllib.parse import parse_qsl
+    link = deeplink.parse(dict(parse_qsl(query[1:])))
+    expected = {k: val for k, val in values.items() if k != "layer"}
+    assert {k: link.get(k) for k in expected} == {**expected, "max_new_tokens": 40}
+    # Values that do not fit are dropped, never an error.
+    bad = deeplink.parse({"temperature": "nan", "top_p": "0", "seed": "1.5", "precision": "fp64", "top_k": "-1"})
+    assert bad.values == {}
 
 
 def test_inf_and_nan_never_reach_json(snap):
-    av = h.attention_view(snap, h.check_attention(snap, PROMPT, 0, 0))
+    av = attention_view(snap, check_attention(snap, PROMPT, 0, 0))
     text = av.to_json()
     assert "NaN" not in text and "Infinity" not in text
     assert not any(isinstance(x, float) and math.isnan(x) for x in json.loads(text)["weights"][0])

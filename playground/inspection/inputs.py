@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol, Sequence, Union
+from typing import Any, Callable, Iterator, Protocol, Sequence, Union
 
 import torch
 from torch import nn
@@ -143,14 +143,17 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
             model.train()
 
 
-def this_thread_only(fn: Callable[[torch.Tensor, str], None]) -> Callable[[torch.Tensor, str], None]:
+def this_thread_only(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Hooks on a shared model fire for every caller: act only in the thread that attached them,
-    so another request's forward pass running meanwhile is neither recorded nor stopped."""
+    so another request's forward pass running meanwhile is neither recorded, changed nor stopped.
+    Works for hook points' ``fn(tensor, name)`` and raw module hooks alike; what ``fn`` returns
+    (a replacement tensor, for interventions) is passed on."""
     owner = threading.get_ident()
 
-    def guarded(t: torch.Tensor, name: str) -> None:
+    def guarded(*args: Any) -> Any:
         if threading.get_ident() == owner:
-            fn(t, name)
+            return fn(*args)
+        return None
     return guarded
 
 

@@ -13,7 +13,6 @@ into one kernel with the same result.
 """
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
@@ -23,7 +22,7 @@ from torch import nn
 
 from ..model import GPTModel
 from .export import dumps, rows_to_csv
-from .inputs import LabelFn, TokenInput, TokenizerLike, eval_mode, prepare
+from .inputs import LabelFn, TokenInput, TokenizerLike, eval_mode, prepare, this_thread_only
 from .trace_text import STEPS, TIED_NOTE
 
 Shape = tuple[int, ...]
@@ -191,11 +190,10 @@ def _record_shapes(modules: dict[str, nn.Module]) -> Iterator[dict[str, tuple[in
     seen: dict[str, tuple[int, Shape | None, Shape]] = {}
     handles = []
 
-    owner = threading.get_ident()
-
     def make(path: str):
+        @this_thread_only
         def fn(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            if path not in seen and threading.get_ident() == owner:
+            if path not in seen:
                 first = args[0] if args and isinstance(args[0], torch.Tensor) else None
                 seen[path] = (len(seen), None if first is None else tuple(first.shape), tuple(output.shape))
         return fn

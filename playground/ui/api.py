@@ -11,8 +11,14 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from . import handlers as h
+from .common import guarded
 from .state import ModelHolder
+from .views import attention as att_view
+from .views import generate as gen_view
+from .views import logit_lens as lens_view
+from .views import next_token as next_view
+from .views import parameters as param_view
+from .views import shapes as shape_view
 
 ENDPOINTS = ("generate", "attention", "trace", "params", "logit_lens", "next_token", "model_info")
 
@@ -30,9 +36,9 @@ def register(holder: ModelHolder, model_queue: dict[str, Any]) -> None:
         tokens_per_second, crop_started_at). temperature 0 = greedy; top_k 0 = off; seed null = random.
         precision: "fp32" (exact, the default), "bf16" (faster) or "int8" (int8 weights, fastest)."""
         snap = holder.require()
-        req = h.check_generate(snap, prompt, max_new_tokens, temperature, top_k, top_p, seed, alternatives,
+        req = gen_view.check_generate(snap, prompt, max_new_tokens, temperature, top_k, top_p, seed, alternatives,
                                precision)
-        for view in h.stream_generation(snap, req):
+        for view in gen_view.stream_generation(snap, req):
             if view.done:
                 yield {"done": True, **view.record()}
             else:
@@ -46,14 +52,14 @@ def register(holder: ModelHolder, model_queue: dict[str, Any]) -> None:
         score grids (previous_token, first_token, current_token, induction, entropy). Prompts are
         capped at 256 tokens (the last ones; "note" says so)."""
         snap = holder.require()
-        req = h.check_attention(snap, prompt, layer, head, view)
-        return _json(h.attention_view(snap, req, figures=False).to_json())
+        req = att_view.check_attention(snap, prompt, layer, head, view)
+        return _json(att_view.attention_view(snap, req, figures=False).to_json())
 
     def trace(prompt: str, language: str = "en", expand: bool = False) -> dict:
         """Every step of a real forward pass on `prompt`: input and output shapes, parameters and an
         explanation ("en" or "zh"). Blocks 1.. are one row unless `expand`."""
         snap = holder.require()
-        tv = h.trace_view(snap, prompt, language, expand)
+        tv = shape_view.trace_view(snap, prompt, language, expand)
         return {"rows": tv.table(), "total_params": tv.trace.total_params, "n_layers": tv.trace.n_layers,
                 "token_ids": list(tv.trace.token_ids), "tokens": list(tv.trace.labels), "note": tv.note}
 
@@ -63,31 +69,31 @@ def register(holder: ModelHolder, model_queue: dict[str, Any]) -> None:
         """Parameter count of a config, line by line with formulas, totals tied/untied and memory.
         A non-empty `preset` (book-124M, gpt2, gpt2-medium, gpt2-large, gpt2-xl) replaces the other
         values. No model needed; "comparison" relates it to the loaded model."""
-        cfg = h.preset_config(preset) if preset else h.check_params(
+        cfg = param_view.preset_config(preset) if preset else param_view.check_params(
             vocab_size, context_length, emb_dim, n_heads, n_layers, qkv_bias, tie_embeddings)
-        return h.params_view(cfg, holder.current()).data()
+        return param_view.params_view(cfg, holder.current()).data()
 
     def logit_lens(prompt: str, top_k: int = 5) -> dict:
         """The model's top-k prediction after the embeddings and after every block, at every position
         (the last 64 tokens of a long prompt)."""
         snap = holder.require()
-        return h.lens_view(snap, prompt, top_k).data()
+        return lens_view.lens_view(snap, prompt, top_k).data()
 
     def next_token(prompt: str, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                    show: int = 10) -> dict:
         """The `show` most likely next tokens and their probability before and after temperature,
         top-k and top-p (what sampling draws from)."""
         snap = holder.require()
-        return h.next_view(snap, prompt, temperature, top_k, top_p, show).data()
+        return next_view.next_view(snap, prompt, temperature, top_k, top_p, show).data()
 
     def model_info() -> dict:
         """The loaded model: name, file, layout, config, parameters, dtype, device, size, sha256."""
         return holder.info()
 
     for fn in (generate, attention, trace, logit_lens, next_token):
-        gr.api(fn, api_name=fn.__name__, **model_queue)
-    gr.api(params, api_name="params", concurrency_id="light", concurrency_limit=None)
-    gr.api(model_info, api_name="model_info", concurrency_id="light", concurrency_limit=None)
+        gr.api(guarded(fn), api_name=fn.__name__, **model_queue)
+    gr.api(guarded(params), api_name="params", concurrency_id="light", concurrency_limit=None)
+    gr.api(guarded(model_info), api_name="model_info", concurrency_id="light", concurrency_limit=None)
 
 
 def _json(text: str) -> dict:

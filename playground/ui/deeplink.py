@@ -1,16 +1,22 @@
-"""Deep links: the page URL carries the view, so a speaker can prepare a sequence of links.
+"""Deep links: the page URL carries the whole view, so a speaker can prepare a sequence of links.
 
-``?tab=attention&prompt=The+cat+sat&layer=3&head=5&view=head`` opens the
-Attention tab on that prompt, layer and head. :func:`parse` turns query
-parameters into a clean :class:`Link` (bad values are dropped, never an
-error: a mistyped link still opens the app); :func:`build` does the reverse
-for the "copy link" button.
+``?tab=generate&prompt=Once+upon&max_new_tokens=40&temperature=0.8&top_k=40&seed=7`` opens the
+Generate tab with every control set; ``?tab=attention&prompt=...&layer=3&head=5&view=head``
+the Attention tab on that head. Every control of every tab has a parameter, named as the
+API's argument (``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``, ``seed``,
+``precision``, ``layer``, ``head``, ``view``, ``score``, ``tokens_shown``, ``window_start``,
+...). :func:`parse` turns query parameters into a clean :class:`Link` (a bad value is dropped,
+never an error: a mistyped link still opens the app); :func:`build` does the reverse for the
+"Copy link" button, writing every control of the open tab.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, Mapping
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 from urllib.parse import urlencode
+
+from ..config import PRESETS
 
 TABS = ("generate", "attention", "shapes", "parameters", "logit-lens", "next-token", "model")
 TAB_ALIASES = {"shape": "shapes", "trace": "shapes", "params": "parameters", "lens": "logit-lens",
@@ -19,77 +25,163 @@ TAB_ALIASES = {"shape": "shapes", "trace": "shapes", "params": "parameters", "le
 VIEWS = ("head", "layer", "aggregate")
 VIEW_ALIASES = {"single": "head", "single head": "head", "heads": "layer", "all": "layer",
                 "all heads": "layer", "mean": "aggregate", "max": "aggregate", "mean & max": "aggregate"}
+SCORES = ("previous_token", "first_token", "induction", "entropy", "current_token")
+SCORE_ALIASES = {"previous-token": "previous_token", "previous": "previous_token", "first-token": "first_token",
+                 "sink": "first_token", "current-token": "current_token", "current": "current_token"}
+LANGS = {"zh": "zh", "中文": "zh", "cn": "zh", "zh-cn": "zh", "en": "en", "english": "en"}
 MAX_PROMPT_CHARS = 2_000     # a link is not the place for a book chapter
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
+
+
+def _int(lo: int, hi: int) -> Callable[[Any], int | None]:
+    def parse(value: Any) -> int | None:
+        try:
+            number = float(str(value).strip())
+        except (TypeError, ValueError):
+            return None
+        if not math.isfinite(number) or not number.is_integer():
+            return None
+        number = int(number)
+        return number if lo <= number <= hi else None
+    return parse
+
+
+def _real(lo: float, hi: float, lo_open: bool = False) -> Callable[[Any], float | None]:
+    def parse(value: Any) -> float | None:
+        try:
+            number = float(str(value).strip())
+        except (TypeError, ValueError):
+            return None
+        if not math.isfinite(number) or number < lo or number > hi or (lo_open and number == lo):
+            return None
+        return int(number) if number.is_integer() else round(number, 6)
+    return parse
+
+
+def _choice(names: tuple[str, ...] | list[str], aliases: Mapping[str, str] | None = None
+            ) -> Callable[[Any], str | None]:
+    lookup = {n.lower(): n for n in names} | {k.lower(): v for k, v in (aliases or {}).items()}
+    return lambda value: lookup.get(str(value).strip().lower()) if isinstance(value, (str, int)) else None
+
+
+def _flag(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    return True if text in TRUE else False if text in FALSE else None
+
+
+def _prompt(value: Any) -> str | None:
+    if not isinstance(value, str) or value == "":
+        return None
+    return value[:MAX_PROMPT_CHARS]
+
+
+# Every parameter a link can carry: name -> parser (raw value -> clean value, or None to drop it).
+FIELDS: dict[str, Callable[[Any], Any]] = {
+    "prompt": _prompt,
+    "max_new_tokens": _int(1, 500), "temperature": _real(0.0, 5.0), "top_k": _int(0, 1_000_000),
+    "top_p": _real(0.0, 1.0, lo_open=True), "seed": _int(-1, 2**32 - 1),
+    "precision": _choice(("fp32", "bf16", "int8")),
+    "layer": _int(0, 10_000), "head": _int(0, 10_000), "view": _choice(VIEWS, VIEW_ALIASES),
+    "score": _choice(SCORES, SCORE_ALIASES), "tokens_shown": _int(2, 256), "window_start": _int(0, 1_000_000),
+    "log_scale": _flag, "hide_first": _flag,
+    "lang": _choice(tuple(LANGS), LANGS), "expand": _flag,
+    "preset": _choice(tuple(PRESETS), {"medium": "gpt2-medium", "large": "gpt2-large", "xl": "gpt2-xl",
+                                       "book": "book-124M", "124m": "book-124M"}),
+    "vocab_size": _int(1, 200_000), "context_length": _int(1, 8192), "emb_dim": _int(1, 4096),
+    "n_heads": _int(1, 64), "n_layers": _int(1, 96), "qkv_bias": _flag, "tie_embeddings": _flag,
+    "position": _int(-100_000, 100_000),
+    "show": _int(1, 50), "stages": _flag,
+}
+# What "Copy link" writes for each tab (the tab's controls, as the API names them).
+TAB_FIELDS: dict[str, tuple[str, ...]] = {
+    "generate": ("prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "precision"),
+    "attention": ("prompt", "layer", "head", "view", "score", "tokens_shown", "window_start", "log_scale",
+                  "hide_first"),
+    "shapes": ("prompt", "lang", "expand"),
+    "parameters": ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias", "tie_embeddings"),
+    "logit-lens": ("prompt", "position"),
+    "next-token": ("prompt", "temperature", "top_k", "top_p", "show", "stages"),
+    "model": (),
+}
 
 
 @dataclass(frozen=True)
 class Link:
     tab: str | None = None
-    prompt: str | None = None
-    layer: int | None = None
-    head: int | None = None
-    view: str | None = None
-    lang: str | None = None
-    preset: str | None = None
     present: bool | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, name: str) -> Any:
+        return self.values.get(name)
+
+    # The parameters the first version of links had, by name.
+    @property
+    def prompt(self) -> str | None:
+        return self.values.get("prompt")
+
+    @property
+    def layer(self) -> int | None:
+        return self.values.get("layer")
+
+    @property
+    def head(self) -> int | None:
+        return self.values.get("head")
+
+    @property
+    def view(self) -> str | None:
+        return self.values.get("view")
+
+    @property
+    def lang(self) -> str | None:
+        return self.values.get("lang")
+
+    @property
+    def preset(self) -> str | None:
+        return self.values.get("preset")
 
     def is_empty(self) -> bool:
-        return all(getattr(self, f.name) is None for f in fields(self))
+        return self.tab is None and self.present is None and not self.values
 
 
-def _int(value: Any, hi: int = 10_000) -> int | None:
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
+def clean_tab(tab: Any) -> str | None:
+    if not isinstance(tab, str):
         return None
-    return number if 0 <= number <= hi else None
+    name = tab.strip().lower()
+    name = TAB_ALIASES.get(name, name)
+    return name if name in TABS else None
 
 
 def parse(params: Mapping[str, Any]) -> Link:
-    """A :class:`Link` from query parameters; anything unusable becomes None."""
+    """A :class:`Link` from query parameters; anything unusable is left out."""
     get = {str(k).lower(): v for k, v in params.items()}
-    tab = str(get.get("tab", "")).strip().lower() or None
-    tab = TAB_ALIASES.get(tab, tab)
-    view = str(get.get("view", "")).strip().lower() or None
-    view = VIEW_ALIASES.get(view, view)
-    lang = str(get.get("lang", "")).strip().lower() or None
-    lang = {"zh": "zh", "中文": "zh", "cn": "zh", "en": "en", "english": "en"}.get(lang) if lang else None
-    prompt = get.get("prompt")
-    prompt = str(prompt)[:MAX_PROMPT_CHARS] if prompt not in (None, "") else None
-    present = get.get("present")
-    return Link(
-        tab=tab if tab in TABS else None,
-        prompt=prompt,
-        layer=_int(get.get("layer")) if "layer" in get else None,
-        head=_int(get.get("head")) if "head" in get else None,
-        view=view if view in VIEWS else None,
-        lang=lang,
-        preset=str(get["preset"]).strip() or None if "preset" in get else None,
-        present=(str(present).strip().lower() in ("1", "true", "yes", "on")) if present is not None else None,
-    )
+    values = {}
+    for name, parser in FIELDS.items():
+        if name in get:
+            value = parser(get[name])
+            if value is not None:
+                values[name] = value
+    present = _flag(get["present"]) if "present" in get else None
+    return Link(tab=clean_tab(get.get("tab")), present=present, values=values)
 
 
-def build(tab: str | None, prompt: str | None = None, layer: Any = None, head: Any = None,
-          view: str | None = None, lang: str | None = None, present: bool = False) -> str:
-    """The query string (with its leading ``?``) for the current view; only what that tab uses.
+def build(tab: Any, values: Mapping[str, Any] | None = None, present: Any = False) -> str:
+    """The query string (with its leading ``?``) for the open tab: every control it has.
 
-    Values come from the page, or from anyone who posts to the queue: a non-text value is dropped."""
-    tab, prompt, view, lang = (x if isinstance(x, str) else None for x in (tab, prompt, view, lang))
-    tab = TAB_ALIASES.get(tab or "", tab) if tab else None
+    Values come from the page, or from anyone who posts to the queue: one that does not parse
+    is left out, never an error."""
+    name = clean_tab(tab)
     params: dict[str, Any] = {}
-    if tab in TABS:
-        params["tab"] = tab
-    if prompt and tab not in ("parameters", "model"):
-        params["prompt"] = prompt[:MAX_PROMPT_CHARS]
-    if tab == "attention":
-        for key, value in (("layer", layer), ("head", head)):
-            number = _int(value)
-            if number is not None:
-                params[key] = number
-        if view in VIEWS:
-            params["view"] = view
-    if tab == "shapes" and lang in ("en", "zh"):
-        params["lang"] = lang
-    if present:
+    if name is not None:
+        params["tab"] = name
+        given = values if isinstance(values, Mapping) else {}
+        for key in TAB_FIELDS[name]:
+            if key in given and given[key] is not None:
+                value = FIELDS[key](given[key])
+                if value is not None:
+                    params[key] = int(value) if isinstance(value, bool) else value
+    if present is True:
         params["present"] = 1
     return "?" + urlencode(params, errors="replace") if params else ""     # a lone surrogate becomes "?"

@@ -8,8 +8,10 @@ A file that fails to load changes nothing.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +35,13 @@ class Snapshot:
     file_dtype: torch.dtype
     file_size: int
     device: str
-    generation: int                    # bumps on every load: a cache key for derived results
+    generation: int                    # bumps on every load of this holder
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
     _sha256: list[str | None] = field(default_factory=lambda: [None])
+    # Unique across holders and processes' lifetimes: the cache key of everything derived from this model
+    # (``generation`` restarts at 1 in every holder, so two holders' models would share cache entries).
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def sha256(self) -> str | None:
@@ -59,6 +64,9 @@ class Snapshot:
             "sha256_prefix": self.sha256[:12] if self.sha256 else None,
             "load_seconds": round(self.load_seconds, 3),
         }
+
+
+log = logging.getLogger("playground.ui")
 
 
 class ModelHolder:
@@ -148,6 +156,9 @@ class ModelHolder:
                         self.load(path)
                     except (WeightsError, OSError) as e:
                         self.startup_error = str(e)
+                    except Exception as e:  # e.g. CUDA out of memory: say so, keep the traceback in the log
+                        log.error("loading %s failed", path, exc_info=True)
+                        self.startup_error = f"{type(e).__name__}: {e}"
         return self._snapshot
 
     def _hash(self, snap: Snapshot) -> None:

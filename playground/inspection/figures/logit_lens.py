@@ -8,8 +8,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .axes import short, token_ticks, window
-from .inputs import visible
-from .logit_lens import LogitLens, TokenTrajectory
+from ..inputs import visible
+from ..logit_lens import LogitLens, TokenTrajectory
 
 LENS_VIEW_TOKENS = 128     # positions shown by default (the last ones)
 CELL_TEXT_LIMIT = 40       # above this many positions, cell text would be unreadable: hover only

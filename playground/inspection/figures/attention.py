@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .attention import SCORE_DOCS, SCORE_NAMES, AttentionCapture, HeadScores
+from ..attention import SCORE_DOCS, SCORE_NAMES, AttentionCapture, HeadScores
 from .axes import token_ticks, window
 
 HEAD_VIEW_TOKENS = 256    # one head: at most this many queries and keys by default

@@ -4,7 +4,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from .axes import short
-from .next_token import STAGE_TITLES, STAGES, NextTokenDistribution
+from ..next_token import STAGE_TITLES, STAGES, NextTokenDistribution
 
 STAGE_COLORS = {"model": "#9e9e9e", "temperature": "#9ecae1", "top_k": "#4292c6", "top_p": "#08519c"}
 

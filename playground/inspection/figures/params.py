@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from .params import GROUPS, ParamBreakdown, ParamLine, fmt_int
+from ..params import GROUPS, ParamBreakdown, ParamLine, fmt_int
 
 GROUP_COLORS = {"embeddings": "#4C78A8", "transformer blocks": "#F58518",
                 "final norm": "#54A24B", "output head": "#E45756"}

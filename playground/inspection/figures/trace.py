@@ -11,7 +11,7 @@ import textwrap
 
 import plotly.graph_objects as go
 
-from .trace import ShapeTrace, TraceRow
+from ..trace import ShapeTrace, TraceRow
 
 KIND_COLORS = {
     "input": "#e8e8e8", "embedding": "#c6dbef", "norm": "#fdd0a2", "attention": "#c7e9c0",

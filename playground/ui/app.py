@@ -1,0 +1,156 @@
+"""The page: a header, one tab per module of ``tabs/``, deep links and the wiring between tabs.
+
+Each tab module builds its own components (``build``), wires its own events
+(``wire``) and names the controls a deep link can set (``link_controls``).
+This module only puts them in ``gr.Tabs`` and joins what crosses tabs: the
+prompts follow the Generate prompt, a load changes the header and the layer
+sliders, a link opens a tab with its controls set, presentation mode redraws
+the open tab.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ..config import PRESETS
+from ..paths import WEIGHTS_DIR
+from . import api, deeplink
+from . import validate as v
+from .common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, guarded
+from .state import ModelHolder
+from .tabs import attention, generate, logit_lens, model, next_token, parameters, shapes
+from .theme import ABSOLUTE_LINK_JS, TOGGLE_PRESENTATION_JS
+
+BADGE_REFRESH_S = 10.0        # how often open pages re-read which model is loaded
+TAB_MODULES = (generate, attention, shapes, parameters, logit_lens, next_token, model)
+VIEW_MODULES = (attention, shapes, logit_lens, next_token)    # views computed when their tab opens
+
+
+def badge_text(holder: ModelHolder) -> str:
+    snap = holder.current()
+    if snap is None:
+        return f"⚠️ **No model loaded.** {holder.missing_message()}"
+    cfg = snap.model.cfg
+    return (f"**Model:** {snap.name} · {snap.model.num_parameters() / 1e6:,.1f}M parameters · "
+            f"{cfg.n_layers} layers × {cfg.n_heads} heads · context {cfg.context_length} · {snap.device}")
+
+
+def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_model_change: bool = True,
+               queue_size: int = 64, max_upload_mb: int | None = None) -> gr.Blocks:
+    """The whole app around ``holder``'s model. Launch with ``theme.launch_kwargs()`` (the same
+    ``max_upload_mb``, default ``$PLAYGROUND_MAX_UPLOAD_MB`` or 1024)."""
+    ctx = AppContext(holder, weights_dir, allow_model_change, max_upload_mb or v.upload_limit_mb())
+
+    with gr.Blocks(title="GPT-2 Playground", delete_cache=(3600, 3600)) as demo:
+        with gr.Row(equal_height=True):
+            gr.Markdown("# GPT-2 Playground\nSee how a GPT-2-style model works inside.", elem_id="title")
+            ctx.badge = gr.Markdown(elem_id="model-badge")
+            with gr.Column(scale=0, min_width=260):
+                ctx.present = gr.Checkbox(label="Presentation mode (large text, high contrast)", value=False,
+                                          elem_id="present")
+                copy_link = gr.Button("Copy link to this view", size="sm", elem_id="copy-link")
+        link_box = gr.Textbox(label="Link to this view", visible=False, buttons=["copy"], elem_id="link-box",
+                              interactive=False)
+        current_tab = gr.Textbox(value=generate.TAB_ID, visible="hidden", elem_id="current-tab")
+
+        with gr.Tabs(selected=generate.TAB_ID, elem_id="tabs") as tabs:
+            built = {m.TAB_ID: m.build(ctx) for m in TAB_MODULES}
+        gen, att = built[generate.TAB_ID], built[attention.TAB_ID]
+        for m in TAB_MODULES:
+            if m is not model:
+                m.wire(built[m.TAB_ID], ctx)
+
+        # ------------------------------------------------------------------ cross-tab wiring
+        def on_loaded(ok: bool) -> dict:
+            cfg = holder.current().model.cfg if holder.current() else PRESETS["gpt2"]
+            update = {ctx.badge: badge_text(holder)}
+            if ok:
+                update[att.layer] = gr.update(maximum=max(cfg.n_layers - 1, 1))
+                update[att.head] = gr.update(maximum=max(cfg.n_heads - 1, 1))
+            return update
+        model.wire(built[model.TAB_ID], ctx, [ctx.badge, att.layer, att.head], on_loaded)
+
+        # The other tabs' prompts follow the Generate prompt (in the browser, no server round trip).
+        followers = [t.prompt for t in built.values() if hasattr(t, "prompt") and t is not gen]
+        gen.prompt.change(None, [gen.prompt], followers, js=f"(p) => Array({len(followers)}).fill(p)", **PRIVATE)
+        # Which tab is open (for links and presentation mode); a link shown for another tab is stale.
+        for tab_id, t in built.items():
+            t.tab.select(None, None, [current_tab], js=f"() => {tab_id!r}", **PRIVATE)
+            t.tab.select(lambda: gr.update(visible=False), None, [link_box], **LIGHT, **PRIVATE)
+
+        # ------------------------------------------------------------------ deep links
+        link_fields = [(tab_id, name, comp) for tab_id, t in built.items()
+                       for name, comp in t.link_controls().items()]
+        params_tab = built[parameters.TAB_ID]
+
+        @guarded
+        def ui_on_load(request: gr.Request):
+            holder.ensure_loaded()
+            link = deeplink.parse(dict(request.query_params) if request else {})
+            snap = holder.current()
+            cfg = snap.model.cfg if snap else PRESETS["gpt2"]
+            tab = link.tab or generate.TAB_ID
+            update: dict[Any, Any] = {tabs: gr.update(selected=tab), current_tab: tab,
+                                      ctx.badge: badge_text(holder)}
+            if link.present is not None:
+                update[ctx.present] = link.present
+            values = dict(link.values)
+            if tab == parameters.TAB_ID:
+                p_cfg = parameters.config_from_link(values)
+                if p_cfg is not None:
+                    values.update(zip(parameters.FIELDS, parameters.config_values(p_cfg)))
+                    update.update(parameters.outputs_for(params_tab, ctx, p_cfg, bool(link.present)))
+            for tab_id, name, comp in link_fields:
+                if name in values and (tab_id == tab or name == "prompt"):
+                    update[comp] = values[name]
+            # The layer and head sliders fit the loaded model; a linked value beyond it is clamped.
+            for comp, name, count in ((att.layer, "layer", cfg.n_layers), (att.head, "head", cfg.n_heads)):
+                linked = values.get(name) if tab == attention.TAB_ID else None
+                update[comp] = gr.update(maximum=max(count - 1, 1),
+                                         value=min(linked, count - 1) if linked is not None else 0)
+            return update
+
+        @guarded
+        def ui_link(tab, present_on, *values):
+            tab_id = deeplink.clean_tab(tab)
+            named = {name: value for (t_id, name, _), value in zip(link_fields, values) if t_id == tab_id}
+            return gr.update(value=deeplink.build(tab_id, named, present_on), visible=True)
+
+        load_outputs = ([tabs, current_tab, ctx.badge, ctx.present, att.layer, att.head]
+                        + [comp for _, _, comp in link_fields] + params_tab.outputs())
+        loaded = demo.load(ui_on_load, None, list(dict.fromkeys(load_outputs)), **LIGHT, **PRIVATE)
+        copy_link.click(ui_link, [current_tab, ctx.present] + [comp for _, _, comp in link_fields], [link_box],
+                        **LIGHT, **PRIVATE).then(None, [link_box], [link_box], js=ABSOLUTE_LINK_JS, **PRIVATE)
+
+        # One event in the model queue per page load: it draws the linked tab's view (returns at once
+        # for tabs without one). Presentation mode redraws the open tab's figures with larger fonts.
+        views = [(m.TAB_ID, built[m.TAB_ID], m.compute(built[m.TAB_ID], ctx)) for m in VIEW_MODULES]
+        view_inputs = [current_tab] + [c for _, t, _ in views for c in t.inputs(ctx) + [t.key]]
+        view_outputs = list(dict.fromkeys(c for _, t, _ in views for c in t.outputs()))
+
+        def ui_linked_view(tab, *values):
+            i = 0
+            for tab_id, t, fn in views:
+                n = len(t.inputs(ctx)) + 1
+                if tab == tab_id:
+                    return fn(*values[i:i + n - 1], key=values[i + n - 1])
+                i += n
+            return {}
+
+        loaded.then(ui_linked_view, view_inputs, view_outputs, **MODEL_QUEUE, **PRIVATE)
+        ctx.present.input(ui_linked_view, view_inputs, view_outputs, **MODEL_QUEUE, **PRIVATE)
+        ctx.present.change(None, [ctx.present], None, js=TOGGLE_PRESENTATION_JS, **PRIVATE)
+
+        # Someone else may swap the shared model: every open page re-reads the header badge.
+        def ui_badge_if_changed(shown: str):
+            now = badge_text(holder)
+            return gr.skip() if now == shown else now
+        gr.Timer(BADGE_REFRESH_S).tick(ui_badge_if_changed, [ctx.badge], [ctx.badge], show_progress="hidden",
+                                       **LIGHT, **PRIVATE)
+
+        api.register(holder, MODEL_QUEUE)
+
+    demo.queue(max_size=queue_size, default_concurrency_limit=1)
+    return demo

@@ -1,0 +1,180 @@
+"""What every tab and the API share: the app context, queues, error policy, caches, exports.
+
+Error policy: a :class:`~.validate.InputError` (the validation layer's own
+type) is the user's to fix and is shown as it is. Anything else is a bug: it
+is logged with its traceback and the user sees "internal error", never a
+traceback and never a misleading "check your input".
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from ..examples import EXAMPLE_PROMPTS
+from ..inspection.inputs import visible
+from ..tokenizer import get_tokenizer
+from .state import ModelHolder, Snapshot
+from .validate import InputError
+
+log = logging.getLogger("playground.ui")
+
+EXAMPLES = EXAMPLE_PROMPTS
+DEFAULT_PROMPT = EXAMPLES[0]
+# Everything that runs the model shares one queue, one at a time: inspection attaches hooks to the
+# shared model, so two passes must never overlap. Arithmetic-only events skip it.
+MODEL_QUEUE: dict[str, Any] = dict(concurrency_id="model", concurrency_limit=1)
+LIGHT: dict[str, Any] = dict(concurrency_id="light", concurrency_limit=None)
+PRIVATE: dict[str, Any] = dict(api_visibility="private")
+
+
+@dataclass
+class AppContext:
+    """What a tab needs from the app around it."""
+
+    holder: ModelHolder
+    weights_dir: Path
+    allow_model_change: bool
+    upload_mb: int
+    present: gr.Checkbox | None = None       # the header's presentation-mode switch
+    badge: gr.Markdown | None = None         # the header's model line
+
+    def need_model(self) -> Snapshot:
+        return self.holder.require()
+
+
+# =========================================================================== errors
+
+class InternalError(gr.Error):
+    """A bug, already logged with its traceback; the user gets one plain sentence."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"Something went wrong inside the app while computing {where} (an internal error, "
+                         "logged on the server). Your inputs are kept; try again or change them.",
+                         title="Internal error", print_exception=False)
+
+
+def guarded(fn: Callable) -> Callable:
+    """``fn`` (a plain function or a generator) with the error policy above."""
+    where = fn.__name__.removeprefix("ui_").replace("_", " ")
+
+    def convert(e: BaseException) -> BaseException:
+        if isinstance(e, gr.Error):          # InputError, "no model loaded", queue messages...
+            return e
+        log.error("internal error in %s", fn.__qualname__, exc_info=e)
+        return InternalError(where)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except GeneratorExit:
+                raise
+            except Exception as e:
+                raise convert(e) from None
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            raise convert(e) from None
+    return wrapper
+
+
+# =========================================================================== caches
+
+class LRU:
+    """A tiny thread-safe LRU for results derived from (model identity, prompt, ...)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        value = make()
+        with self._lock:
+            self._data[key] = value
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+        return value
+
+
+# =========================================================================== prompts
+
+def encode(snap: Snapshot, text: str) -> list[int]:
+    """Token ids of ``text``; ids the loaded model does not know are a plain error."""
+    ids = get_tokenizer().encode(text)
+    vocab = snap.model.cfg.vocab_size
+    bad = next((i for i in ids if i >= vocab), None)
+    if bad is not None:
+        raise InputError(f"This model knows only {vocab:,} different tokens, and your text uses token "
+                         f"{bad:,} ({visible(get_tokenizer().token_text(bad))!r}). Try plainer text.")
+    return ids
+
+
+def crop_note(ids: list[int], limit: int, what: str) -> tuple[list[int], str]:
+    """The last ``limit`` ids, and a sentence saying what was left out (empty if nothing)."""
+    if len(ids) <= limit:
+        return ids, ""
+    return ids[-limit:], (f"Your text is {len(ids):,} tokens; the {what} shows the last {limit:,} "
+                          f"(the first {len(ids) - limit:,} are left out).")
+
+
+# =========================================================================== exports
+
+EXPORT_DIR = Path(tempfile.gettempdir()) / "gpt2-playground-exports"
+EXPORT_MAX_AGE_S = 3600
+EXPORT_MAX_FILES = 300          # a busy public Space writes 2-3 files per view
+_export_lock = threading.Lock()
+
+
+def prune_exports(folder: Path = EXPORT_DIR, max_age_s: float = EXPORT_MAX_AGE_S,
+                  max_files: int = EXPORT_MAX_FILES) -> int:
+    """Delete export folders older than ``max_age_s`` and the oldest beyond ``max_files``; returns
+    how many were removed. Each export is one folder holding one file."""
+    try:
+        entries = [(p.stat().st_mtime, p) for p in folder.iterdir()]
+    except OSError:
+        return 0
+    entries.sort()
+    now = time.time()
+    doomed = [p for t, p in entries if now - t > max_age_s]
+    kept = [p for t, p in entries if now - t <= max_age_s]
+    doomed += kept[:max(0, len(kept) - max_files)]
+    for p in doomed:
+        try:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        except OSError:
+            log.warning("could not remove the old export %s", p, exc_info=True)
+    return len(doomed)
+
+
+def export_file(stem: str, suffix: str, text: str) -> str:
+    """Write ``text`` to a fresh file for download; the folder stays bounded in age and count."""
+    with _export_lock:
+        EXPORT_DIR.mkdir(parents=True, exist_ok=True)
+        prune_exports(EXPORT_DIR, max_files=EXPORT_MAX_FILES - 1)
+        folder = EXPORT_DIR / uuid.uuid4().hex[:12]
+        folder.mkdir()
+    path = folder / f"{stem}.{suffix}"
+    path.write_text(text, encoding="utf-8")
+    return str(path)

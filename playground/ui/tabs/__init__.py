@@ -1,0 +1,1 @@
+"""One module per tab: ``build(ctx)`` makes the components, ``wire(tab, ctx)`` the events."""

@@ -1,0 +1,142 @@
+"""Attention tab: one head, a layer's heads or their mean & max; the head-score grid (click to open)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from .. import validate as v
+from ..common import DEFAULT_PROMPT, LIGHT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded
+from ..theme import style_figure
+from ..views import attention as att_view
+
+TAB_ID = "attention"
+VIEW_CHOICES = [("single head", "head"), ("all heads of the layer", "layer"), ("mean & max over heads", "aggregate")]
+SCORE_CHOICES = [(att_view.SCORE_LABELS[n], n) for n in ("previous_token", "first_token", "induction", "entropy",
+                                                         "current_token")]
+
+
+@dataclass
+class AttentionTab:
+    tab: gr.Tab
+    prompt: gr.Textbox
+    button: gr.Button
+    layer: gr.Slider
+    head: gr.Slider
+    view: gr.Radio
+    tokens_shown: gr.Slider
+    window_start: gr.Number
+    log_scale: gr.Checkbox
+    hide_first: gr.Checkbox
+    note: gr.Markdown
+    figure: gr.Plot
+    score: gr.Radio
+    grid: gr.Dataframe
+    scores_fig: gr.Plot
+    json: gr.DownloadButton
+    csv: gr.DownloadButton
+    scores_csv: gr.DownloadButton
+    scores: gr.State
+    key: gr.State
+
+    def inputs(self, ctx: AppContext) -> list:
+        return [self.prompt, self.layer, self.head, self.view, self.score, self.window_start, self.tokens_shown,
+                self.log_scale, self.hide_first, ctx.present]
+
+    def outputs(self) -> list:
+        return [self.figure, self.note, self.grid, self.scores_fig, self.json, self.csv, self.scores_csv,
+                self.scores, self.key]
+
+    def link_controls(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "layer": self.layer, "head": self.head, "view": self.view,
+                "score": self.score, "tokens_shown": self.tokens_shown, "window_start": self.window_start,
+                "log_scale": self.log_scale, "hide_first": self.hide_first}
+
+
+def build(ctx: AppContext) -> AttentionTab:
+    with gr.Tab("Attention", id=TAB_ID, elem_id="tab-attention") as tab:
+        with gr.Row():
+            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt (follows the Generate prompt)", lines=2,
+                                scale=4, max_length=v.MAX_PROMPT_CHARS, elem_id="att-prompt")
+            button = gr.Button("Show attention", variant="primary", scale=1, elem_id="att-btn")
+        with gr.Row():
+            layer = gr.Slider(0, 11, value=0, step=1, label="Layer", elem_id="att-layer")
+            head = gr.Slider(0, 11, value=0, step=1, label="Head", elem_id="att-head")
+            view = gr.Radio(VIEW_CHOICES, value="head", label="View", elem_id="att-view")
+        with gr.Accordion("Long prompts", open=False):
+            with gr.Row():
+                tokens_shown = gr.Slider(2, v.ATTENTION_TOKENS, value=64, step=1,
+                                         label="Tokens shown (the last N unless a start is set)")
+                window_start = gr.Number(value=None, precision=0, label="Window starts at token (empty = end)")
+                log_scale = gr.Checkbox(label="Log colour scale", value=False)
+                hide_first = gr.Checkbox(label="Hide the first-token column (attention sink)", value=False)
+        note = gr.Markdown(elem_id="att-note")
+        figure = gr.Plot(label="Attention weights", elem_id="att-fig")
+        gr.Markdown("### Head scores: what kind of head is each one?\n"
+                    "Click a cell of the table to open that head above. "
+                    + " ".join(f"**{att_view.SCORE_LABELS[n]}**: {doc}." for n, doc in att_view.SCORE_DOCS.items()))
+        score = gr.Radio(SCORE_CHOICES, value="previous_token", label="Score shown in the table",
+                         elem_id="att-score")
+        with gr.Row():
+            grid = gr.Dataframe(interactive=False, label="layer x head (click a cell)", elem_id="score-grid",
+                                max_height=420)
+            scores_fig = gr.Plot(label="Score grid", elem_id="scores-fig")
+        with gr.Row():
+            json_btn = gr.DownloadButton("Download JSON (weights + scores)", size="sm")
+            csv_btn = gr.DownloadButton("Download CSV (this head)", size="sm")
+            scores_csv = gr.DownloadButton("Download CSV (head scores)", size="sm")
+        scores = gr.State(None)
+        key = gr.State(None)
+    return AttentionTab(tab, prompt, button, layer, head, view, tokens_shown, window_start, log_scale, hide_first,
+                        note, figure, score, grid, scores_fig, json_btn, csv_btn, scores_csv, scores, key)
+
+
+def compute(t: AttentionTab, ctx: AppContext):
+    """The view's handler (also run by deep links and presentation mode): ``fn(*inputs, key) -> dict``."""
+
+    @guarded
+    def ui_attention(prompt, lay, hd, kind, sc, start, shown, log, hide, present_on, key=None):
+        snap = ctx.need_model()
+        req = att_view.check_attention(snap, prompt, lay, hd, kind, sc, start, shown, log, hide)
+        new_key = (snap.uid, req, bool(present_on))
+        if key == new_key:
+            return {}
+        av = att_view.attention_view(snap, req)
+        headers, rows = av.grid()
+        return {t.figure: style_figure(av.figure, present_on), t.note: av.note or f"{len(req.prompt_ids)} tokens.",
+                t.grid: gr.update(value=rows, headers=headers),
+                t.scores_fig: style_figure(av.scores_figure, present_on),
+                t.json: export_file("attention", "json", av.to_json()),
+                t.csv: export_file(f"attention-L{req.layer}-H{req.head}", "csv", av.to_csv()),
+                t.scores_csv: export_file("head-scores", "csv", av.scores.to_csv()),
+                t.scores: av.scores, t.key: new_key}
+    return ui_attention
+
+
+def wire(t: AttentionTab, ctx: AppContext) -> None:
+    ui_attention = compute(t, ctx)
+    inputs, outputs = t.inputs(ctx), t.outputs()
+
+    @guarded
+    def ui_regrid(scores, sc):
+        if scores is None:
+            return gr.skip()
+        name = v.choice(sc, "Score", att_view.SCORE_CHOICES, default="previous_token")
+        headers = ["layer"] + [f"head {i}" for i in range(scores.n_heads)]
+        rows = [[l] + [round(float(x), 3) for x in scores.score(name)[l]] for l in range(scores.n_layers)]
+        return gr.update(value=rows, headers=headers)
+
+    def ui_pick_head(evt: gr.SelectData):
+        idx = evt.index
+        if not isinstance(idx, (list, tuple)) or len(idx) != 2 or idx[1] < 1:
+            return {}
+        return {t.layer: idx[0], t.head: idx[1] - 1, t.view: "head"}
+
+    for trigger in (t.button.click, t.prompt.submit, t.layer.release, t.head.release, t.view.input,
+                    t.tokens_shown.release, t.window_start.submit, t.log_scale.input, t.hide_first.input):
+        trigger(ui_attention, inputs, outputs, trigger_mode="always_last", **MODEL_QUEUE, **PRIVATE)
+    t.score.input(ui_regrid, [t.scores, t.score], [t.grid], **LIGHT, **PRIVATE)
+    t.grid.select(ui_pick_head, None, [t.layer, t.head, t.view], **LIGHT, **PRIVATE).then(
+        ui_attention, inputs, outputs, **MODEL_QUEUE, **PRIVATE)
+    t.tab.select(lambda *a: ui_attention(*a[:-1], key=a[-1]), inputs + [t.key], outputs, **MODEL_QUEUE, **PRIVATE)
