@@ -10,7 +10,9 @@ The tour is data only, as Transformer Explainer's textbook pages are: the UI
 steps through ``Walkthrough.steps`` and highlights ``lines`` in the source.
 
 JSON conventions: the masked cells of ``masked_scores`` (-inf in the model)
-are stored as ``None``; no value is ever NaN or inf.
+are stored as ``None``; no value is ever NaN or inf. ``other_blocks`` gives,
+for every block, the residual stream's L2 norm per position averaged over the
+positions shown (``values``; per position in ``extra["per_position"]``).
 """
 from __future__ import annotations
 
@@ -267,12 +269,12 @@ def walkthrough(model: GPTModel, tokens: TokenInput, layer: int = 0, head: int =
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     ids = to_id_list(tokens, tokenizer)
+    keep = min(max_tokens, cfg.context_length)
     note = ""
-    if len(ids) > max_tokens:   # the tour reads from the start: cut the end, not the beginning
-        note = f"The walkthrough uses the first {max_tokens} tokens of your prompt (it has {len(ids)})."
-        ids = ids[:max_tokens]
+    if len(ids) > keep:   # the tour reads from the start: cut the end, not the beginning
+        note = f"The walkthrough uses the first {keep} tokens of your prompt (it has {len(ids)})."
+        ids = ids[:keep]
     prep = prepare(model, ids, tokenizer=tokenizer)
-    note = " ".join(n for n in (note, prep.note) if n)
     rec = _run(model, prep.ids, layer)
     label = make_label_fn(model, tokenizer)
     raw_text = ((lambda i: tokenizer.token_text(i))
@@ -381,7 +383,7 @@ def _steps(model: GPTModel, ids: torch.Tensor, labels: tuple[str, ...], rec: dic
             shape=tuple(rec["scores"].shape), values=attn_matrix(rec["scores"][0, head]),
             view=f"batch 0, {rows_h}, queries 0-{min(t, VIEW_POSITIONS) - 1} x keys 0-{min(t, VIEW_POSITIONS) - 1}",
             title=(f"Attention scores q·kᵀ (head {head})", f"注意力分数 q·kᵀ（注意力头 {head}）"),
-            en=f"Every query is dotted with every key: a {t} x {t} table per head. Row i, column j says how "
+            en=f"Every query is dotted with every key: a table of {t} x {t} per head. Row i, column j says how "
                f"well token j matches what token i is looking for (before scaling and masking).",
             zh=f"每个查询与每个键做点积，每个注意力头得到 {t} × {t} 的表：第 i 行第 j 列表示词元 j 与词元 i "
                f"所找内容的匹配程度（尚未缩放和掩码）。"),
@@ -405,8 +407,8 @@ def _steps(model: GPTModel, ids: torch.Tensor, labels: tuple[str, ...], rec: dic
                f"最后一个词元 '{last}' 把 {float(pattern[-1, looked]):.0%} 的注意力放在 '{labels[looked]}' 上。"),
         "context_vec": dict(
             shape=tuple(rec["z"].shape), values=_matrix(rec["z"][0, :, lo:hi]),
-            view=f"batch 0, {rows_h} = features {lo}-{hi - 1} of {e}, positions 0-{min(t, VIEW_POSITIONS) - 1}, "
-                 f"first {min(d, VIEW_FEATURES)}",
+            view=f"batch 0, positions 0-{min(t, VIEW_POSITIONS) - 1}, {rows_h}'s slice: features {lo}-"
+                 f"{lo + min(d, VIEW_FEATURES) - 1} of {e}",
             title=(f"Context vectors (head {head})", f"上下文向量（注意力头 {head}）"),
             en=f"Each token's context vector is its attention-weighted average of the value vectors; the {h} "
                f"heads' {d}-number results are concatenated back into {e} numbers per token.",
@@ -460,7 +462,7 @@ def _steps(model: GPTModel, ids: torch.Tensor, labels: tuple[str, ...], rec: dic
             extra={"before": _matrix(rec["resid_mid"][0]), "added": _matrix(rec["ff_out"][0])},
             title=("Shortcut 2: add the feed forward output", "残差连接 2：加上前馈网络输出"),
             en=f"The feed forward output is added to the stream; the sum is block {layer}'s output"
-               + (f" and block {layer + 1}'s input." if layer + 1 < cfg.n_layers else ", the last block's."),
+               + (f" and block {layer + 1}'s input." if layer + 1 < cfg.n_layers else " (the last block)."),
             zh=f"把前馈网络的输出加回残差流；结果是第 {layer} 块的输出"
                + (f"，也是第 {layer + 1} 块的输入。" if layer + 1 < cfg.n_layers else "（最后一块）。")),
         "other_blocks": dict(
@@ -470,8 +472,9 @@ def _steps(model: GPTModel, ids: torch.Tensor, labels: tuple[str, ...], rec: dic
                  f"residual vector, after each of the {cfg.n_layers} blocks",
             extra={"per_position": [[float(x) for x in n] for n in norms], "embedding": embed_norm,
                    "shown_block": layer, "other_blocks": others},
-            title=(f"The other {n_other} block(s)", f"其余 {n_other} 个块"),
-            en=(f"Blocks {_span(others)} repeat the same steps with their own weights. The residual stream's "
+            title=("The other block" if n_other == 1 else f"The other {n_other} blocks", f"其余 {n_other} 个块"),
+            en=(f"{'Block' if n_other == 1 else 'Blocks'} {_span(others)} {'repeats' if n_other == 1 else 'repeat'} "
+                f"the same steps with {'its' if n_other == 1 else 'their'} own weights. The residual stream's "
                 f"mean norm goes from {embed_norm:.2f} (embeddings) to {float(norms[-1].mean()):.2f} after the "
                 f"last block." if others else
                 "This model has a single block, so there are no other blocks: its output goes straight to "
