@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .kv_cache import FusedKVCache
+from .positions import check_context, future_mask
 from .model import GPTModel
 
 PRECISIONS: dict[str, str] = {
@@ -201,8 +202,7 @@ class FastWeights:
         b, t = idx.shape
         start = cache.length
         end = start + t
-        if end > self.cfg.context_length:
-            raise ValueError(f"{end} positions exceed the context length {self.cfg.context_length}")
+        check_context(end, self.cfg.context_length)
         if end > cache.max_len:
             raise ValueError(f"KV cache full: {end} > {cache.max_len} positions")
         h, d, e = self.cfg.n_heads, self.cfg.head_dim, self.cfg.emb_dim
@@ -211,8 +211,7 @@ class FastWeights:
         causal = start == 0 and t > 1
         mask = None
         if start > 0 and t > 1:  # a chunk after cached tokens: query i sees keys <= start+i
-            q_pos = torch.arange(start, end, device=idx.device)[:, None]
-            mask = torch.arange(end, device=idx.device)[None, :] <= q_pos        # (T, end)
+            mask = ~future_mask(t, end, start, idx.device)                      # (T, end)
         for layer, kv in zip(self.layers, cache.kv):                            # kv: (B, 2, H, L, D)
             y = F.layer_norm(x, (e,), layer.ln1[0], layer.ln1[1], self.eps)
             qkv = layer.qkv(y).view(b, t, 3, h, d)                              # (B, T, 3, H, D)

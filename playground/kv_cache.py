@@ -26,7 +26,22 @@ class LayerCache:
         return self.keys[:, :, :end], self.values[:, :, :end]
 
 
-class KVCache:
+class _Filled:
+    """How many positions of a preallocated cache hold keys and values."""
+
+    length: int
+    max_len: int
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+    def reset(self) -> None:
+        self.length = 0
+
+
+class KVCache(_Filled):
+    """Per-layer caches for the book model's forward (``model(idx, cache)``)."""
+
     def __init__(self, n_layers: int, batch_size: int, n_heads: int, max_len: int, head_dim: int,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
         shape = (batch_size, n_heads, max_len, head_dim)
@@ -38,14 +53,8 @@ class KVCache:
             for _ in range(n_layers)
         ]
 
-    def advance(self, n: int) -> None:
-        self.length += n
 
-    def reset(self) -> None:
-        self.length = 0
-
-
-class FusedKVCache:
+class FusedKVCache(_Filled):
     """Keys and values of every layer for the fast path: ``kv[i]`` is ``(B, 2, H, max_len, D)``.
 
     Keys and values of a layer sit side by side so one copy stores both.
@@ -57,9 +66,3 @@ class FusedKVCache:
         self.max_len = max_len
         self.kv = [torch.empty((batch_size, 2, n_heads, max_len, head_dim), device=device, dtype=dtype)
                    for _ in range(n_layers)]
-
-    def advance(self, n: int) -> None:
-        self.length += n
-
-    def reset(self) -> None:
-        self.length = 0

@@ -9,7 +9,6 @@ Two additions to the book's code, neither of which changes its results:
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import torch
@@ -19,6 +18,7 @@ from torch import nn
 from .config import GPTConfig, as_config
 from .hooks import HookPoint, name_hook_points
 from .kv_cache import KVCache, LayerCache
+from .positions import check_context, future_mask
 
 
 class LayerNorm(nn.Module):
@@ -116,12 +116,7 @@ class MultiHeadAttention(nn.Module):
         b, n, _ = t.shape
         return t.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
 
-    @staticmethod
-    def _future_mask(n_query: int, n_key: int, past: int, device: torch.device) -> torch.Tensor:
-        """True where query i (absolute position past+i) would see a later key."""
-        q_pos = torch.arange(past, past + n_query, device=device).unsqueeze(1)
-        k_pos = torch.arange(n_key, device=device).unsqueeze(0)
-        return k_pos > q_pos                                         # (T, Tk)
+    _future_mask = staticmethod(future_mask)   # (T, Tk) True where query i would see a later key
 
     def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int) -> torch.Tensor:
         attn_scores = self.hook_scores(q @ k.transpose(2, 3))        # (B, H, T, Tk)
@@ -206,10 +201,7 @@ class GPTModel(nn.Module):
     def forward(self, in_idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         batch_size, seq_len = in_idx.shape                                # (B, T)
         start = cache.length if cache is not None else 0
-        if start + seq_len > self.cfg.context_length:
-            raise ValueError(
-                f"{start + seq_len} positions exceed the context length {self.cfg.context_length}"
-            )
+        check_context(start + seq_len, self.cfg.context_length)
         tok_embeds = self.hook_tok_emb(self.tok_emb(in_idx))               # (B, T, E)
         positions = torch.arange(start, start + seq_len, device=in_idx.device)
         pos_embeds = self.hook_pos_emb(self.pos_emb(positions))           # (T, E)

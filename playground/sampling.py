@@ -54,21 +54,29 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, -torch.inf)
 
 
+def filtered_logits(logits: torch.Tensor, params: SamplingParams) -> dict[str, torch.Tensor]:
+    """The logits after each sampling control in turn: ``{"temperature", "top_k", "top_p"}``, each
+    ``(..., V)`` (filtered-out tokens at -inf). One definition for generation and for the views
+    that show each stage. Not for greedy (temperature 0), which draws the argmax directly.
+    """
+    # Shift first so the best logit is 0: a tiny temperature then gives -inf, never inf - inf.
+    # Below float32's smallest normal the temperature would round to 0 (0 / 0 = NaN at the best
+    # logit); such a temperature is greedy in all but name, so it is raised to that smallest one.
+    logits = logits.float()
+    temperature = max(params.temperature, torch.finfo(torch.float32).tiny)
+    scaled = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
+    k_filtered = top_k_filter(scaled, params.top_k)
+    return {"temperature": scaled, "top_k": k_filtered, "top_p": top_p_filter(k_filtered, params.top_p)}
+
+
 def sampling_distribution(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     """The distribution the next token is drawn from, ``(B, V)`` probabilities.
 
     For greedy decoding this is the model's plain softmax (what argmax picks from).
     """
-    logits = logits.float()
     if params.greedy:
-        return torch.softmax(logits, dim=-1)
-    # Shift first so the best logit is 0: a tiny temperature then gives -inf, never inf - inf.
-    # Below float32's smallest normal the temperature would round to 0 (0 / 0 = NaN at the best
-    # logit); such a temperature is greedy in all but name, so it is raised to that smallest one.
-    temperature = max(params.temperature, torch.finfo(torch.float32).tiny)
-    scaled = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
-    filtered = top_p_filter(top_k_filter(scaled, params.top_k), params.top_p)
-    return torch.softmax(filtered, dim=-1)
+        return torch.softmax(logits.float(), dim=-1)
+    return torch.softmax(filtered_logits(logits, params)["top_p"], dim=-1)
 
 
 def pick_next(logits: torch.Tensor, params: SamplingParams,

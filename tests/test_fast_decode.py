@@ -193,3 +193,13 @@ def test_concurrent_first_requests_build_once(tiny_model, monkeypatch):
     for t in threads:
         t.join()
     assert len(built) == 1 and all(r is results[0] for r in results)
+
+
+def test_at_most_one_precision_besides_the_default_is_kept():
+    """Memory: the default (fp32) and the last other precision asked for, never all three."""
+    from playground import fast_decode
+    model = make_model()
+    for precision in ("fp32", "bf16", "int8", "bf16"):
+        fast_decode.fast_weights(model, precision)
+        kept = set(fast_decode._prepared[model])
+        assert kept == {"fp32", precision} and len(kept) <= 2

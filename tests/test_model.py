@@ -83,3 +83,18 @@ def test_dropout_only_in_training():
     torch.testing.assert_close(m(idx), m(idx))
     m.train()
     assert not torch.equal(m(idx), m(idx))
+
+
+def test_a_forward_pre_hook_on_a_hook_point_fires(tiny_model):
+    """A pre-hook alone (no forward hook) must still take the explicit attention path."""
+    fired = []
+    point = tiny_model.trf_blocks[0].att.hook_pattern
+    handle = point.register_forward_pre_hook(lambda module, args: fired.append(args[0].shape))
+    try:
+        assert point.has_hooks()
+        with torch.no_grad():
+            tiny_model(torch.tensor([[1, 2, 3, 4]]))
+    finally:
+        handle.remove()
+    assert fired == [torch.Size([1, 4, 4, 4])]
+    assert not point.has_hooks()

@@ -25,6 +25,7 @@ def live(tmp_path_factory):
     folder = tmp_path_factory.mktemp("w")
     weights = save_model(make_model(), folder / "tiny.safetensors")
     with imported_app({"PLAYGROUND_WEIGHTS": str(weights), v.UPLOAD_ENV: str(LIMIT_MB)}) as app:
+        assert app.holder.ensure_loaded() is not None     # the tests compare against the model in use
         with served(app.demo) as url:
             yield app, url, folder
 

@@ -26,7 +26,7 @@ import torch
 from ..hooks import hooks
 from ..model import GPTModel
 from .export import dumps
-from .inputs import LabelFn, TokenInput, TokenizerLike, eval_mode, make_label_fn, prepare, this_thread_only
+from .inputs import check_token_id, LabelFn, TokenInput, TokenizerLike, eval_mode, make_label_fn, prepare, this_thread_only
 
 
 def single_token_id(tokenizer: TokenizerLike, text: str, what: str = "Target") -> int:
@@ -97,13 +97,6 @@ def component_names(n_layers: int, n_heads: int) -> list[str]:
     return names + ["final_norm shift"]
 
 
-def _check_id(model: GPTModel, token_id: int, what: str) -> int:
-    v = model.cfg.vocab_size
-    if not 0 <= int(token_id) < v:
-        raise ValueError(f"{what} token id {token_id} is outside the model's vocabulary (0..{v - 1})")
-    return int(token_id)
-
-
 @torch.inference_mode()
 def direct_logit_attribution(model: GPTModel, tokens: TokenInput, target_id: int,
                              distractor_id: int | None = None, *, tokenizer: TokenizerLike | None = None,
@@ -113,9 +106,9 @@ def direct_logit_attribution(model: GPTModel, tokens: TokenInput, target_id: int
     One forward pass records the embeddings, every layer's merged head outputs
     ``z`` and MLP output, and the final residual stream, at the last position.
     """
-    target_id = _check_id(model, target_id, "target")
+    target_id = check_token_id(model, target_id, "target")
     if distractor_id is not None:
-        distractor_id = _check_id(model, distractor_id, "distractor")
+        distractor_id = check_token_id(model, distractor_id, "distractor")
     prep = prepare(model, tokens, tokenizer=tokenizer, label_fn=label_fn)
     cfg = model.cfg
     n, H, D = cfg.n_layers, cfg.n_heads, cfg.head_dim

@@ -66,6 +66,14 @@ def visible(text: str) -> str:
             .replace("\r", "\u240d")) or "\u2205"
 
 
+def check_token_id(model: GPTModel, token_id: int, what: str) -> int:
+    """``token_id`` as an int, or a ValueError when the model's vocabulary has no such id."""
+    v = model.cfg.vocab_size
+    if not 0 <= int(token_id) < v:
+        raise ValueError(f"{what} token id {token_id} is outside the model's vocabulary (0..{v - 1})")
+    return int(token_id)
+
+
 def make_label_fn(model: GPTModel, tokenizer: TokenizerLike | None = None,
                   label_fn: LabelFn | None = None) -> LabelFn:
     """``label_fn`` if given; the tokenizer's text when it fits the model's vocabulary; else the id."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..model import GPTModel
-from ..sampling import SamplingParams, top_k_filter, top_p_filter
+from ..sampling import SamplingParams, filtered_logits
 from .export import dumps, rows_to_csv
 from .inputs import LabelFn, TokenInput, TokenizerLike, eval_mode, make_label_fn, prepare
 
@@ -34,11 +34,8 @@ def stage_distributions(logits: torch.Tensor, params: SamplingParams) -> dict[st
         one_hot[torch.argmax(logits)] = 1.0
         out.update(temperature=one_hot, top_k=one_hot, top_p=one_hot)
         return out
-    scaled = logits / params.temperature
-    out["temperature"] = torch.softmax(scaled, dim=-1)
-    k_filtered = top_k_filter(scaled, params.top_k)
-    out["top_k"] = torch.softmax(k_filtered, dim=-1)
-    out["top_p"] = torch.softmax(top_p_filter(k_filtered, params.top_p), dim=-1)
+    for stage, filtered in filtered_logits(logits, params).items():
+        out[stage] = torch.softmax(filtered, dim=-1)
     return out
 
 

@@ -31,7 +31,7 @@ import torch
 from ..hooks import hooks
 from ..model import GPTModel
 from .export import dumps
-from .inputs import (LabelFn, Prepared, StopForward, TokenInput, TokenizerLike, eval_mode, make_label_fn,
+from .inputs import (check_token_id, LabelFn, Prepared, StopForward, TokenInput, TokenizerLike, eval_mode, make_label_fn,
                      prepare, this_thread_only)
 
 MetricFn = Callable[[torch.Tensor], torch.Tensor]     # (B, V) last-position logits -> (B,)
@@ -128,13 +128,6 @@ class _Pair:
     ld_corrupted: float
 
 
-def _check_id(model: GPTModel, token_id: int, what: str) -> int:
-    v = model.cfg.vocab_size
-    if not 0 <= int(token_id) < v:
-        raise ValueError(f"{what} token id {token_id} is outside the model's vocabulary (0..{v - 1})")
-    return int(token_id)
-
-
 @torch.inference_mode()
 def _pair(model: GPTModel, clean_tokens: TokenInput, corrupted_tokens: TokenInput, metric: MetricFn,
           names: Sequence[str], tokenizer: TokenizerLike | None, label_fn: LabelFn | None) -> _Pair:
@@ -217,28 +210,38 @@ def _n_forwards(n_layers: int, n_cells: int, rows: int) -> int:
     return 2 + n_layers * -(-n_cells // rows)
 
 
+def _patch_run(model: GPTModel, clean_tokens: TokenInput, corrupted_tokens: TokenInput, target_id: int,
+               distractor_id: int, name_fn: Callable[[int], str], cells: int,
+               make_patch: Callable[["_Pair"], PatchFn], what: str, tokenizer: TokenizerLike | None,
+               label_fn: LabelFn | None, layers: Sequence[int] | None, batch_size: int | None,
+               one_by_one: bool) -> Patching:
+    """What every "patch X from the clean run" variant shares: ids checked, both runs, the grid."""
+    start = time.perf_counter()
+    target_id = check_token_id(model, target_id, "target")
+    distractor_id = check_token_id(model, distractor_id, "distractor")
+    chosen = _layers(model, layers)
+    metric = logit_diff_metric(target_id, distractor_id)
+    pair = _pair(model, clean_tokens, corrupted_tokens, metric, [name_fn(l) for l in chosen], tokenizer, label_fn)
+    n_cells = cells if cells > 0 else pair.corrupted.n_tokens
+    grid = patch_grid(model, pair.corrupted.ids, chosen, range(n_cells), name_fn, make_patch(pair), metric,
+                      batch_size=batch_size, one_by_one=one_by_one)
+    rows = 1 if one_by_one else (batch_size or default_batch_size(model, pair.corrupted.n_tokens))
+    return _result(model, pair, grid, chosen, target_id, distractor_id, tokenizer, label_fn, start,
+                   what, one_by_one, _n_forwards(len(chosen), n_cells, rows))
+
+
 @torch.inference_mode()
 def patch_residual(model: GPTModel, clean_tokens: TokenInput, corrupted_tokens: TokenInput, target_id: int,
                    distractor_id: int, *, tokenizer: TokenizerLike | None = None, label_fn: LabelFn | None = None,
                    layers: Sequence[int] | None = None, batch_size: int | None = None,
                    one_by_one: bool = False) -> Patching:
     """Patch ``resid_pre`` of each block at each position from the clean run into the corrupted one."""
-    start = time.perf_counter()
-    target_id, distractor_id = _check_id(model, target_id, "target"), _check_id(model, distractor_id, "distractor")
-    chosen = _layers(model, layers)
-    metric = logit_diff_metric(target_id, distractor_id)
-    pair = _pair(model, clean_tokens, corrupted_tokens, metric, [resid_pre_name(l) for l in chosen],
-                 tokenizer, label_fn)
-    t = pair.corrupted.n_tokens
-
-    def patch(act: torch.Tensor, layer: int, pos: int) -> None:              # act: (T, E)
-        act[pos] = pair.acts[resid_pre_name(layer)][0, pos]
-
-    grid = patch_grid(model, pair.corrupted.ids, chosen, range(t), resid_pre_name, patch, metric,
-                      batch_size=batch_size, one_by_one=one_by_one)
-    rows = 1 if one_by_one else (batch_size or default_batch_size(model, t))
-    return _result(model, pair, grid, chosen, target_id, distractor_id, tokenizer, label_fn, start,
-                   "resid_pre", one_by_one, _n_forwards(len(chosen), t, rows))
+    def make_patch(pair: _Pair) -> PatchFn:
+        def patch(act: torch.Tensor, layer: int, pos: int) -> None:          # act: (T, E)
+            act[pos] = pair.acts[resid_pre_name(layer)][0, pos]
+        return patch
+    return _patch_run(model, clean_tokens, corrupted_tokens, target_id, distractor_id, resid_pre_name, 0,
+                      make_patch, "resid_pre", tokenizer, label_fn, layers, batch_size, one_by_one)
 
 
 @torch.inference_mode()
@@ -247,21 +250,14 @@ def patch_heads(model: GPTModel, clean_tokens: TokenInput, corrupted_tokens: Tok
                 layers: Sequence[int] | None = None, batch_size: int | None = None,
                 one_by_one: bool = False) -> Patching:
     """The same grid over heads: patch head h's context vectors (its ``hook_z`` slice) at every position."""
-    start = time.perf_counter()
-    target_id, distractor_id = _check_id(model, target_id, "target"), _check_id(model, distractor_id, "distractor")
-    chosen = _layers(model, layers)
-    metric = logit_diff_metric(target_id, distractor_id)
-    pair = _pair(model, clean_tokens, corrupted_tokens, metric, [z_name(l) for l in chosen], tokenizer, label_fn)
     d = model.cfg.head_dim
 
-    def patch(act: torch.Tensor, layer: int, head: int) -> None:             # act: (T, E), heads merged
-        act[:, head * d:(head + 1) * d] = pair.acts[z_name(layer)][0, :, head * d:(head + 1) * d]
-
-    grid = patch_grid(model, pair.corrupted.ids, chosen, range(model.cfg.n_heads), z_name, patch, metric,
-                      batch_size=batch_size, one_by_one=one_by_one)
-    rows = 1 if one_by_one else (batch_size or default_batch_size(model, pair.corrupted.n_tokens))
-    return _result(model, pair, grid, chosen, target_id, distractor_id, tokenizer, label_fn, start,
-                   "heads", one_by_one, _n_forwards(len(chosen), model.cfg.n_heads, rows))
+    def make_patch(pair: _Pair) -> PatchFn:
+        def patch(act: torch.Tensor, layer: int, head: int) -> None:         # act: (T, E), heads merged
+            act[:, head * d:(head + 1) * d] = pair.acts[z_name(layer)][0, :, head * d:(head + 1) * d]
+        return patch
+    return _patch_run(model, clean_tokens, corrupted_tokens, target_id, distractor_id, z_name, model.cfg.n_heads,
+                      make_patch, "heads", tokenizer, label_fn, layers, batch_size, one_by_one)
 
 
 @torch.inference_mode()
@@ -273,7 +269,7 @@ def patch_all_positions(model: GPTModel, clean_tokens: TokenInput, corrupted_tok
     The whole residual stream entering a block determines everything after
     it, so this is 1.0 for any layer (up to float rounding): a sanity check of the machinery.
     """
-    target_id, distractor_id = _check_id(model, target_id, "target"), _check_id(model, distractor_id, "distractor")
+    target_id, distractor_id = check_token_id(model, target_id, "target"), check_token_id(model, distractor_id, "distractor")
     chosen = _layers(model, [layer])
     metric = logit_diff_metric(target_id, distractor_id)
     pair = _pair(model, clean_tokens, corrupted_tokens, metric, [resid_pre_name(chosen[0])], tokenizer, None)

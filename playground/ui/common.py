@@ -95,6 +95,16 @@ def guarded(fn: Callable) -> Callable:
     return wrapper
 
 
+def wire_view(t: Any, ctx: AppContext, fn: Callable, triggers: list) -> None:
+    """The events every view tab has: each trigger (click, submit, release...) recomputes the view in
+    the model queue, and opening the tab recomputes it only if its inputs changed since it was drawn
+    (``fn(*inputs, key=...)`` returns ``{}`` then)."""
+    inputs, outputs = t.inputs(ctx), t.outputs()
+    for trigger in triggers:
+        trigger(fn, inputs, outputs, trigger_mode="always_last", **MODEL_QUEUE, **PRIVATE)
+    t.tab.select(lambda *a: fn(*a[:-1], key=a[-1]), inputs + [t.key], outputs, **MODEL_QUEUE, **PRIVATE)
+
+
 # =========================================================================== caches
 
 class LRU:

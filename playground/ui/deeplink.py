@@ -117,30 +117,11 @@ class Link:
     def get(self, name: str) -> Any:
         return self.values.get(name)
 
-    # The parameters the first version of links had, by name.
-    @property
-    def prompt(self) -> str | None:
-        return self.values.get("prompt")
-
-    @property
-    def layer(self) -> int | None:
-        return self.values.get("layer")
-
-    @property
-    def head(self) -> int | None:
-        return self.values.get("head")
-
-    @property
-    def view(self) -> str | None:
-        return self.values.get("view")
-
-    @property
-    def lang(self) -> str | None:
-        return self.values.get("lang")
-
-    @property
-    def preset(self) -> str | None:
-        return self.values.get("preset")
+    def __getattr__(self, name: str) -> Any:
+        """``link.prompt``, ``link.layer``, ...: any field by name (None when the link lacks it)."""
+        if name in FIELDS:
+            return self.values.get(name)
+        raise AttributeError(name)
 
     def is_empty(self) -> bool:
         return self.tab is None and self.present is None and not self.values

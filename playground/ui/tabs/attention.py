@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from .. import validate as v
-from ..common import DEFAULT_PROMPT, LIGHT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded
+from ..common import DEFAULT_PROMPT, LIGHT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded, wire_view
 from ..theme import style_figure
 from ..views import attention as att_view
 
@@ -133,10 +133,9 @@ def wire(t: AttentionTab, ctx: AppContext) -> None:
             return {}
         return {t.layer: idx[0], t.head: idx[1] - 1, t.view: "head"}
 
-    for trigger in (t.button.click, t.prompt.submit, t.layer.release, t.head.release, t.view.input,
-                    t.tokens_shown.release, t.window_start.submit, t.log_scale.input, t.hide_first.input):
-        trigger(ui_attention, inputs, outputs, trigger_mode="always_last", **MODEL_QUEUE, **PRIVATE)
+    wire_view(t, ctx, ui_attention, [t.button.click, t.prompt.submit, t.layer.release, t.head.release,
+                                     t.view.input, t.tokens_shown.release, t.window_start.submit,
+                                     t.log_scale.input, t.hide_first.input])
     t.score.input(ui_regrid, [t.scores, t.score], [t.grid], **LIGHT, **PRIVATE)
     t.grid.select(ui_pick_head, None, [t.layer, t.head, t.view], **LIGHT, **PRIVATE).then(
         ui_attention, inputs, outputs, **MODEL_QUEUE, **PRIVATE)
-    t.tab.select(lambda *a: ui_attention(*a[:-1], key=a[-1]), inputs + [t.key], outputs, **MODEL_QUEUE, **PRIVATE)

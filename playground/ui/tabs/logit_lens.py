@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from .. import validate as v
-from ..common import DEFAULT_PROMPT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded
+from ..common import DEFAULT_PROMPT, AppContext, export_file, guarded, wire_view
 from ..theme import style_figure
 from ..views import logit_lens as lens_view
 
@@ -72,8 +72,4 @@ def compute(t: LogitLensTab, ctx: AppContext):
 
 
 def wire(t: LogitLensTab, ctx: AppContext) -> None:
-    ui_lens = compute(t, ctx)
-    inputs, outputs = t.inputs(ctx), t.outputs()
-    for trigger in (t.button.click, t.prompt.submit, t.position.submit):
-        trigger(ui_lens, inputs, outputs, trigger_mode="always_last", **MODEL_QUEUE, **PRIVATE)
-    t.tab.select(lambda *a: ui_lens(*a[:-1], key=a[-1]), inputs + [t.key], outputs, **MODEL_QUEUE, **PRIVATE)
+    wire_view(t, ctx, compute(t, ctx), [t.button.click, t.prompt.submit, t.position.submit])

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from .. import validate as v
-from ..common import DEFAULT_PROMPT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded
+from ..common import DEFAULT_PROMPT, AppContext, export_file, guarded, wire_view
 from ..theme import style_figure
 from ..views import next_token as next_view
 
@@ -80,9 +80,5 @@ def compute(t: NextTokenTab, ctx: AppContext):
 
 
 def wire(t: NextTokenTab, ctx: AppContext) -> None:
-    ui_next = compute(t, ctx)
-    inputs, outputs = t.inputs(ctx), t.outputs()
-    for trigger in (t.button.click, t.prompt.submit, t.temperature.release, t.top_k.release, t.top_p.release,
-                    t.show.release, t.stages.input):
-        trigger(ui_next, inputs, outputs, trigger_mode="always_last", **MODEL_QUEUE, **PRIVATE)
-    t.tab.select(lambda *a: ui_next(*a[:-1], key=a[-1]), inputs + [t.key], outputs, **MODEL_QUEUE, **PRIVATE)
+    wire_view(t, ctx, compute(t, ctx), [t.button.click, t.prompt.submit, t.temperature.release, t.top_k.release,
+                                        t.top_p.release, t.show.release, t.stages.input])

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from .. import validate as v
-from ..common import DEFAULT_PROMPT, LIGHT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded
+from ..common import DEFAULT_PROMPT, LIGHT, PRIVATE, AppContext, export_file, guarded, wire_view
 from ..theme import style_figure
 from ..views import shapes as shape_view
 
@@ -88,9 +88,6 @@ def compute(t: ShapesTab, ctx: AppContext):
 
 
 def wire(t: ShapesTab, ctx: AppContext) -> None:
-    ui_trace = compute(t, ctx)
-    inputs, outputs = t.inputs(ctx), t.outputs()
-
     def ui_trace_detail(rows, evt: gr.SelectData):
         idx = evt.index
         i = idx[0] if isinstance(idx, (list, tuple)) else idx
@@ -100,7 +97,5 @@ def wire(t: ShapesTab, ctx: AppContext) -> None:
         return (f"**{r['step']}** — `{r['module']}` · {r['input']} → {r['output']} · "
                 f"`{r['symbolic']}`\n\n{r['explanation']}")
 
-    for trigger in (t.button.click, t.prompt.submit, t.lang.input, t.expand.input):
-        trigger(ui_trace, inputs, outputs, trigger_mode="always_last", **MODEL_QUEUE, **PRIVATE)
+    wire_view(t, ctx, compute(t, ctx), [t.button.click, t.prompt.submit, t.lang.input, t.expand.input])
     t.table.select(ui_trace_detail, [t.rows], [t.detail], **LIGHT, **PRIVATE)
-    t.tab.select(lambda *a: ui_trace(*a[:-1], key=a[-1]), inputs + [t.key], outputs, **MODEL_QUEUE, **PRIVATE)
