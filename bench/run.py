@@ -7,6 +7,7 @@ Writes ``bench/results/latest.md`` (the table the README quotes) and
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -369,6 +370,27 @@ class Bench:
                   f"{median(ok):.1f} s" if ok else "failed", "", "")
         self.add(t)
 
+    def run_memory(self, pair: C.Pair) -> None:
+        """RSS after preparing each precision in turn, in a fresh process (bench/memory.py)."""
+        self.log("memory")
+        out = subprocess.run([sys.executable, "-m", "bench.memory", str(pair.path)], capture_output=True,
+                             text=True, cwd=ROOT, timeout=600)
+        t = Table(f"Memory with the fast weights prepared ({pair.name})",
+                  ["after", "RSS MiB", "peak MiB", "prepared weights MiB", "precisions kept"])
+        if out.returncode != 0:
+            t.note = f"bench.memory failed: {out.stderr.strip()[-300:]}"
+            self.add(t)
+            return
+        m = json.loads(out.stdout)
+        t.add("load (fp32 model)", m["loaded_mib"], m["loaded_mib"], m["model_mib"], "")
+        for step in m["steps"]:
+            t.add(f"preparing {step['precision']}", step["rss_mib"], step["peak_mib"], step["prepared_mib"],
+                  ", ".join(step["kept"]))
+        t.note = ("The app keeps the default precision and at most one other prepared: the memory bound is "
+                  "the model plus two prepared copies, reached after the last row.")
+        self.raw[f"memory_{pair.name}"] = m
+        self.add(t)
+
     def _app_start(self, weights: Path, timeout: float = 180.0) -> float:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -454,7 +476,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=None, help="comma-separated: gpt2,gpt2-medium (default both)")
     p.add_argument("--sections",
-                   default="bandwidth,fidelity,decode,levers,prefill,batch,attention,misc,threads")
+                   default="bandwidth,fidelity,decode,levers,prefill,batch,attention,misc,memory,threads")
     p.add_argument("--lever-steps", type=int, default=32)
     p.add_argument("--weights", default=str(ROOT / "weights" / "default.safetensors"),
                    help="the shipped model, for the fidelity section")
@@ -505,10 +527,10 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.models.split(","):
             bench.log(f"building {name}")
             pair = C.make_pair(name, Path(tmp))
-            for section in ("decode", "levers", "prefill", "batch", "attention", "misc", "threads"):
+            for section in ("decode", "levers", "prefill", "batch", "attention", "misc", "memory", "threads"):
                 if section not in sections:
                     continue
-                if section in ("levers", "batch", "attention", "misc", "threads") and name != "gpt2":
+                if section in ("levers", "batch", "attention", "misc", "memory", "threads") and name != "gpt2":
                     continue  # the 124M model only, to keep the run near 10 minutes
                 getattr(bench, f"run_{section}")(pair)
             del pair
