@@ -3,8 +3,10 @@
 Importing this module builds ``demo`` without starting a server (tests and
 ``gradio app.py`` use it); the server starts only under ``__main__``. The
 weights file comes from ``--weights``, else ``$PLAYGROUND_WEIGHTS``, else
-``weights/default.safetensors``; when it is missing the app still starts and
-says so, and a model can be chosen in the Model tab.
+``weights/default.safetensors``; ``gpt2`` (or ``gpt2-medium``, ``-large``, ``-xl``)
+means OpenAI's model from the Hugging Face Hub, downloaded once at start (progress in
+the log; ``HF_ENDPOINT`` names a mirror). When it is missing the app still starts
+and says so, and a model can be chosen in the Model tab.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import time
 _STARTED = time.perf_counter()
 
 import argparse  # noqa: E402
+import logging  # noqa: E402
 import os  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -45,7 +48,8 @@ demo = build_demo(holder, weights_dir=WEIGHTS_DIR, allow_model_change=not _on(LO
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="GPT-2 Playground web app")
     p.add_argument("--weights", default=None,
-                   help=f"safetensors file to serve (default: ${WEIGHTS_ENV} or {DEFAULT_WEIGHTS})")
+                   help=f"safetensors file to serve, or gpt2 / gpt2-medium / gpt2-large / gpt2-xl from the Hub "
+                        f"(default: ${WEIGHTS_ENV} or {DEFAULT_WEIGHTS})")
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; 0.0.0.0 for everyone)")
     p.add_argument("--port", type=int, default=None, help="port (default 7860, or the next free one)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -54,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.weights:
         holder.default_path = Path(args.weights)
     if args.device:

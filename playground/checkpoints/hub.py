@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
@@ -86,10 +87,10 @@ def _explain(size: str, e: Exception) -> str:
     repo = HUB_REPOS[size]
     if isinstance(e, (hf.RepositoryNotFoundError, hf.GatedRepoError)):
         return f"{hub_endpoint()} has no repository {repo} (or it is private)."
+    if isinstance(e, hf.LocalEntryNotFoundError):      # (a subclass of EntryNotFoundError): no connection
+        return offline_message(size)
     if isinstance(e, (hf.EntryNotFoundError, hf.RemoteEntryNotFoundError)):
         return f"{repo} on {hub_endpoint()} has no model.safetensors."
-    if isinstance(e, hf.LocalEntryNotFoundError):
-        return offline_message(size)
     if isinstance(e, hf.HfHubHTTPError):
         status = getattr(getattr(e, "response", None), "status_code", None)
         return f"{hub_endpoint()} answered with an error{f' (HTTP {status})' if status else ''}: {e}"
@@ -126,6 +127,7 @@ def download_gpt2(size: str, cache_dir: "str | Path | None" = None,
     from huggingface_hub import hf_hub_download
 
     repo = HUB_REPOS[size]
+    cache_dir = cache_dir or os.environ.get("HF_HUB_CACHE") or None   # read now, not at import
     cached = _cached(repo, cache_dir)
     if cached is not None:
         return cached
@@ -134,9 +136,12 @@ def download_gpt2(size: str, cache_dir: "str | Path | None" = None,
         raise HubUnavailableError(offline_message(size))
     extra = {"tqdm_class": tqdm_class} if tqdm_class is not None else {}
     try:
-        log.info("downloading %s from %s/%s", size, endpoint, repo)
+        log.info("downloading %s from %s/%s (once; later starts use the cache)", size, endpoint, repo)
+        start = time.perf_counter()
         path = Path(hf_hub_download(repo, "model.safetensors", cache_dir=cache_dir, endpoint=endpoint, **extra))
         hf_hub_download(repo, "config.json", cache_dir=cache_dir, endpoint=endpoint)  # n_head for the loader
+        log.info("downloaded %s (%.1f MB) in %.1f s to %s", size, path.stat().st_size / 1e6,
+                 time.perf_counter() - start, path)
         return path
     except HubUnavailableError:
         raise

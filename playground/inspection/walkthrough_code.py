@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Protocol, Sequence
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"{__package__}.walkthrough")   # the tour's logger, as before the split
 
 MODEL_SOURCE = "playground/model.py"
 BOOK_LOOP_SOURCE = "playground/generation.py"   # generate_text_simple: the book's loop, verbatim
@@ -89,6 +89,7 @@ _CODE: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "idx_next = torch.argmax(probas, dim=-1, keepdim=True)",
         "idx = torch.cat((idx, idx_next), dim=1)")),
 }
+
 _PACKAGE = Path(__file__).resolve().parents[1]   # playground/
 _SOURCE_FILES = {src: _PACKAGE / Path(src).name for src in (MODEL_SOURCE, BOOK_LOOP_SOURCE)}
 

@@ -21,6 +21,7 @@ import torch
 from ..fast_decode import prepare_in_background
 from ..model import GPTModel
 from ..checkpoints import WeightsError, load_model, sha256_file
+from ..checkpoints.hub import HUB_REPOS, HubUnavailableError, download_gpt2
 from ..devices import pick_device
 
 
@@ -67,6 +68,12 @@ class Snapshot:
 
 
 log = logging.getLogger("playground.ui")
+
+
+def is_hub_name(path: "str | Path") -> bool:
+    """``gpt2``, ``gpt2-medium``, ...: a size to fetch from the Hub, unless a file of that name exists."""
+    p = Path(path)
+    return str(p) in HUB_REPOS and not p.exists()
 
 
 class ModelHolder:
@@ -147,19 +154,39 @@ class ModelHolder:
             if self._snapshot is None and not self._tried_default:
                 self._tried_default = True
                 path = self.default_path
+                if path is not None and is_hub_name(path):
+                    path = self._download_default(str(path))
+                    if path is None:
+                        return None
                 if path is None:
-                    self.startup_error = "no default weights file configured"
+                    self.startup_error = self.startup_error or "no default weights file configured"
                 elif not path.exists():
                     self.startup_error = f"{path.name} was not found in {path.parent}"
                 else:
                     try:
-                        self.load(path)
+                        self.load(path, name=self.default_name)
                     except (WeightsError, OSError) as e:
                         self.startup_error = str(e)
                     except Exception as e:  # e.g. CUDA out of memory: say so, keep the traceback in the log
                         log.error("loading %s failed", path, exc_info=True)
                         self.startup_error = f"{type(e).__name__}: {e}"
         return self._snapshot
+
+    @property
+    def default_name(self) -> str | None:
+        """A Hub size given as the default (``--weights gpt2``) names the model; a file names itself."""
+        return str(self.default_path) if self.default_path is not None and is_hub_name(self.default_path) else None
+
+    def _download_default(self, size: str) -> Path | None:
+        """``--weights gpt2`` (or any OpenAI size): the cached file, else one download, with progress in
+        the log. ``None`` (and ``startup_error``) when it cannot be had."""
+        log.info("the default model is %s: looking in the Hub cache, else downloading it", size)
+        try:
+            return download_gpt2(size)
+        except HubUnavailableError as e:
+            log.error("%s", e)
+            self.startup_error = str(e)
+            return None
 
     def _hash(self, snap: Snapshot) -> None:
         def work() -> None:
