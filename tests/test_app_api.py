@@ -15,8 +15,10 @@ from playground.checkpoints import save_model
 from tests.factories import make_model
 from tests.live_app import free_port
 
-ENDPOINTS = {"/generate", "/attention", "/trace", "/params", "/logit_lens", "/next_token", "/model_info"}
-MODEL_ENDPOINTS = {"generate", "attention", "trace", "logit_lens", "next_token"}
+ENDPOINTS = {"/generate", "/attention", "/trace", "/params", "/logit_lens", "/next_token", "/surprisal", "/ablate",
+             "/attribution", "/patch", "/model_info"}
+MODEL_ENDPOINTS = {"generate", "attention", "trace", "logit_lens", "next_token", "surprisal", "ablate", "attribution",
+                   "patch"}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,7 @@ def error_of(client, *args, api_name: str) -> str:
 
 
 @pytest.mark.slow
-def test_only_the_seven_endpoints_are_public(server):
+def test_only_the_named_endpoints_are_public(server):
     client, _ = server
     api = client.view_api(return_format="dict", print_info=False)
     assert set(api["named_endpoints"]) == ENDPOINTS
@@ -221,3 +223,48 @@ def test_raw_http_generate_streams(server):
     _, url = server
     stream = raw_call(url, "generate", json.dumps({"data": ["Hello", 3, 0.0, 0, 1.0, None, 2, "int8"]}))
     assert stream.count("event: generating") >= 3 and "event: complete" in stream
+
+
+# ------------------------------------------------------------------------------------ experiments
+
+@pytest.mark.slow
+def test_surprisal_endpoint(server):
+    client, _ = server
+    out = client.predict("The cat sat on the mat", api_name="/surprisal")
+    assert out["tokens"] == ["The", "␣cat", "␣sat", "␣on", "␣the", "␣mat"]
+    assert out["surprisal_bits"][0] is None and all(b >= 0 for b in out["surprisal_bits"][1:])
+    assert len(out["top"][1]) == 5 and out["rank"][1] >= 1
+    assert out["perplexity"] == pytest.approx(2 ** out["mean_bits"])
+
+
+@pytest.mark.slow
+def test_ablate_endpoint(server):
+    client, _ = server
+    out = client.predict("The cat sat on the mat. The cat", "L1H2, L0H0", "1", api_name="/ablate")
+    assert out["heads"] == ["L1H2", "L0H0"] and out["mlps"] == [1]
+    assert len(out["before"]) == len(out["after"]) == 10 and out["kl_bits"] > 0
+    assert {"token", "token_id", "prob"} <= set(out["before"][0])
+    none = client.predict("The cat sat on the mat. The cat", "", "", api_name="/ablate")
+    assert none["kl_bits"] == pytest.approx(0, abs=1e-9) and none["before"] == none["after"]
+    assert "numbered 0 to 1" in error_of(client, "x", "L99H0", "", api_name="/ablate")
+
+
+@pytest.mark.slow
+def test_attribution_endpoint(server):
+    client, _ = server
+    out = client.predict("The cat sat on the", " mat", " floor", api_name="/attribution")
+    names = [c["name"] for c in out["components"]]
+    assert names[0] == "embed" and names[-1] == "final_norm shift" and "L1H3" in names and "L0 MLP" in names
+    assert sum(c["value"] for c in out["components"]) == pytest.approx(out["actual"], abs=1e-4)
+    assert "2 tokens" in error_of(client, "The cat", " Paris France", "", api_name="/attribution")
+
+
+@pytest.mark.slow
+def test_patch_endpoint(server):
+    client, _ = server
+    out = client.predict("The cat sat on the mat", "The cat sat on the rug", " mat", " rug", api_name="/patch")
+    assert out["layers"] == [0, 1] and len(out["restored"]) == 2 and len(out["restored"][0]) == 6
+    assert out["restored"][0][-1] == pytest.approx(1.0, abs=1e-4)   # the differing token itself, entering block 0
+    assert all(abs(x) < 1e-6 for x in out["restored"][0][:-1])        # positions where the prompts agree
+    msg = error_of(client, "The cat sat", "The cat sat on", " mat", " rug", api_name="/patch")
+    assert "same number of tokens" in msg and "cat" in msg

@@ -1,6 +1,6 @@
 """Property-based tests of everything in the app that takes user input.
 
-The seven API endpoint functions and the page's event functions are taken from a
+The API endpoint functions and the page's event functions are taken from a
 built ``demo`` (the very callables the server runs), on a tiny model, and fed what
 an HTTP caller can send: any Unicode, empty and 100,000-character prompts,
 ``<|endoftext|>``, numbers at and past their bounds, NaN, inf, huge integers,
@@ -42,6 +42,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])
 SECONDS_PER_CALL = 20           # a "hang": far beyond what a tiny model needs for any input
+SMALL = settings(FUZZ, max_examples=max(EXAMPLES // 2, 10))
 TRIED: Counter = Counter()      # handler name -> cases run
 
 # ------------------------------------------------------------------------------------ strategies
@@ -210,6 +211,59 @@ def test_api_next_token(app, prompt, temperature, top_k, top_p, show):
         json_safe(out)
 
 
+head_lists = st.one_of(st.sampled_from(["", "L0H0", "L1H3, L0H1", "L99H0", "l1h2", "X3", "L0H9", "L0H0,,L0H0",
+                                         "0, 1", "2", "-1", "1.5", "L1H-1"]), any_text, JUNK)
+token_texts = st.one_of(st.sampled_from([" the", "the", " mat", " Paris France", "", " ", "\ud800", "🙂",
+                                         "<|endoftext|>"]), any_text, JUNK)
+
+
+@FUZZ
+@given(prompt=prompt_values)
+def test_api_surprisal(app, prompt):
+    _, fns, _ = app
+    out = call("api /surprisal", fns["surprisal"], prompt)
+    if out is not None:
+        assert out["surprisal_bits"][0] is None and len(out["surprisal_bits"]) == len(out["tokens"])
+        json_safe(out)
+
+
+@FUZZ
+@given(prompt=prompt_values, heads=head_lists, mlps=head_lists)
+def test_api_ablate(app, prompt, heads, mlps):
+    _, fns, _ = app
+    out = call("api /ablate", fns["ablate"], prompt, heads, mlps)
+    if out is not None:
+        assert len(out["before"]) == len(out["after"]) and out["kl_bits"] >= 0
+        json_safe(out)
+
+
+@FUZZ
+@given(prompt=prompt_values, target=token_texts, distractor=token_texts)
+def test_api_attribution(app, prompt, target, distractor):
+    _, fns, _ = app
+    out = call("api /attribution", fns["attribution"], prompt, target, distractor)
+    if out is not None:
+        assert abs(out["total"] - out["actual"]) < 1e-3
+        json_safe(out)
+
+
+@SMALL
+@given(clean=prompt_values, corrupted=prompt_values, target=token_texts, distractor=token_texts)
+def test_api_patch(app, clean, corrupted, target, distractor):
+    _, fns, _ = app
+    out = call("api /patch", fns["patch"], clean, corrupted, target, distractor)
+    if out is not None:
+        assert len(out["restored"]) == TINY.n_layers and len(out["restored"][0]) == len(out["tokens"])
+        json_safe(out)
+
+
+def test_api_patch_on_a_real_pair(app):
+    _, fns, _ = app
+    out = call("api /patch", fns["patch"], "The cat sat on the mat", "The cat sat on the rug", " mat", " rug")
+    assert out is not None and len(out["restored"][0]) == 6
+    json_safe(out)
+
+
 def test_api_model_info(app):
     _, fns, _ = app
     info = call("api /model_info", fns["model_info"])
@@ -219,7 +273,6 @@ def test_api_model_info(app):
 
 # ------------------------------------------------------------------------------------ page events
 
-SMALL = settings(FUZZ, max_examples=max(EXAMPLES // 2, 10))
 
 
 @SMALL
@@ -377,6 +430,9 @@ HTTP_ENDPOINTS = {
                         flags, flags, st.one_of(st.just(""), choice_of("gpt2"))),
     "logit_lens": st.tuples(prompt_values, number(1, 20)),
     "next_token": st.tuples(prompt_values, number(0, 5), number(0, 60_000), number(0, 1), number(1, 50)),
+    "surprisal": st.tuples(prompt_values),
+    "ablate": st.tuples(prompt_values, head_lists, head_lists),
+    "attribution": st.tuples(prompt_values, token_texts, token_texts),
 }
 
 

@@ -14,17 +14,19 @@ import gradio as gr
 from .common import guarded
 from .state import ModelHolder
 from .views import attention as att_view
+from .views import experiments as ex_view
 from .views import generate as gen_view
 from .views import logit_lens as lens_view
 from .views import next_token as next_view
 from .views import parameters as param_view
 from .views import shapes as shape_view
 
-ENDPOINTS = ("generate", "attention", "trace", "params", "logit_lens", "next_token", "model_info")
+ENDPOINTS = ("generate", "attention", "trace", "params", "logit_lens", "next_token", "surprisal", "ablate",
+             "attribution", "patch", "model_info")
 
 
 def register(holder: ModelHolder, model_queue: dict[str, Any]) -> None:
-    """Add the seven endpoints to the Blocks being built. ``model_queue`` is the shared
+    """Add the endpoints to the Blocks being built. ``model_queue`` is the shared
     ``concurrency_id``/``concurrency_limit`` of everything that runs the model."""
 
     def generate(prompt: str, max_new_tokens: int = 50, temperature: float = 1.0, top_k: int = 50,
@@ -86,11 +88,39 @@ def register(holder: ModelHolder, model_queue: dict[str, Any]) -> None:
         snap = holder.require()
         return next_view.next_view(snap, prompt, temperature, top_k, top_p, show).data()
 
+    def surprisal(prompt: str) -> dict:
+        """Surprisal of every token of `prompt` under the loaded model: {tokens, token_ids, surprisal_bits
+        (surprisal_bits[i] = -log2 p(token i | the tokens before it), null for the first token), top (each
+        position's top-5 predictions [{token, token_id, prob}]), rank (the true token's rank, 1 = top),
+        mean_bits, perplexity, note}."""
+        return ex_view.surprisal_view(holder.require(), prompt).data()
+
+    def ablate(prompt: str, heads: str = "", mlps: str = "") -> dict:
+        """The top-10 next tokens before and after ablating `heads` ("L4H1, L3H2": that head's context
+        vector set to zero at every position) and `mlps` ("2, 5": that FeedForward's output set to zero):
+        {before, after: [{token, token_id, prob}], kl_bits (KL(before || after)), heads, mlps,
+        greedy_before, greedy_after (20 greedy tokens each), note}."""
+        return ex_view.ablation_view(holder.require(), prompt, heads, mlps).data()
+
+    def attribution(prompt: str, target: str, distractor: str = "") -> dict:
+        """Direct logit attribution at the last position: {components: [{name, value}] (embed, L{l}H{h},
+        "L{l} out_proj bias", "L{l} MLP", "final_norm shift"), total, actual = logit(target) -
+        logit(distractor) (or logit(target)), target, distractor, metric, head_grid, note}. Target and
+        distractor are one token each."""
+        return ex_view.attribution_view(holder.require(), prompt, target, distractor).data()
+
+    def patch(clean: str, corrupted: str, target: str, distractor: str) -> dict:
+        """Activation patching of the residual stream: {tokens, clean_tokens, layers, restored, ld_clean,
+        ld_corrupted, ...}; restored[l][t] = (LD_patched - LD_corrupted) / (LD_clean - LD_corrupted) with
+        LD = logit(target) - logit(distractor) at the last position, patching resid_pre of block l at
+        position t from the clean run. The prompts must have the same number of tokens (64 at most)."""
+        return ex_view.patching_view(holder.require(), clean, corrupted, target, distractor).data()
+
     def model_info() -> dict:
         """The loaded model: name, file, layout, config, parameters, dtype, device, size, sha256."""
         return holder.info()
 
-    for fn in (generate, attention, trace, logit_lens, next_token):
+    for fn in (generate, attention, trace, logit_lens, next_token, surprisal, ablate, attribution, patch):
         gr.api(guarded(fn), api_name=fn.__name__, **model_queue)
     gr.api(guarded(params), api_name="params", concurrency_id="light", concurrency_limit=None)
     gr.api(guarded(model_info), api_name="model_info", concurrency_id="light", concurrency_limit=None)

@@ -20,11 +20,11 @@ from . import api, deeplink
 from . import validate as v
 from .common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, guarded
 from .state import ModelHolder
-from .tabs import attention, generate, logit_lens, model, next_token, parameters, shapes
+from .tabs import attention, experiments, generate, logit_lens, model, next_token, parameters, shapes
 from .theme import ABSOLUTE_LINK_JS, TOGGLE_PRESENTATION_JS
 
 BADGE_REFRESH_S = 10.0        # how often open pages re-read which model is loaded
-TAB_MODULES = (generate, attention, shapes, parameters, logit_lens, next_token, model)
+TAB_MODULES = (generate, attention, shapes, parameters, logit_lens, next_token, experiments, model)
 VIEW_MODULES = (attention, shapes, logit_lens, next_token)    # views computed when their tab opens
 
 

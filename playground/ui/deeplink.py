@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from ..config import PRESETS
 
-TABS = ("generate", "attention", "shapes", "parameters", "logit-lens", "next-token", "model")
+TABS = ("generate", "attention", "shapes", "parameters", "logit-lens", "next-token", "experiments", "model")
 TAB_ALIASES = {"shape": "shapes", "trace": "shapes", "params": "parameters", "lens": "logit-lens",
                "logit_lens": "logit-lens", "logitlens": "logit-lens", "next": "next-token",
                "next_token": "next-token", "nexttoken": "next-token", "gen": "generate"}
@@ -94,6 +94,8 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "n_heads": _int(1, 64), "n_layers": _int(1, 96), "qkv_bias": _flag, "tie_embeddings": _flag,
     "position": _int(-100_000, 100_000),
     "show": _int(1, 50), "stages": _flag,
+    "heads": _prompt, "mlps": _prompt, "target": _prompt, "distractor": _prompt, "clean": _prompt,
+    "corrupted": _prompt,
 }
 # What "Copy link" writes for each tab (the tab's controls, as the API names them).
 TAB_FIELDS: dict[str, tuple[str, ...]] = {
@@ -104,6 +106,7 @@ TAB_FIELDS: dict[str, tuple[str, ...]] = {
     "parameters": ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias", "tie_embeddings"),
     "logit-lens": ("prompt", "position"),
     "next-token": ("prompt", "temperature", "top_k", "top_p", "show", "stages"),
+    "experiments": ("prompt", "heads", "mlps", "target", "distractor", "clean", "corrupted"),
     "model": (),
 }
 

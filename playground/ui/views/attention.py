@@ -101,7 +101,7 @@ class AttentionView:
         return self.capture.to_csv(self.request.layer, self.request.head)
 
 
-def _scores_for(snap: Snapshot, ids: tuple[int, ...]) -> HeadScores:
+def scores_for(snap: Snapshot, ids: tuple[int, ...]) -> HeadScores:
     def make() -> HeadScores:
         if len(ids) >= 2:
             return head_scores(snap.model, list(ids[-SCORE_TOKENS:]))
@@ -130,7 +130,7 @@ def attention_view(snap: Snapshot, req: AttentionRequest, figures: bool = True) 
         fig = layer_figure(cap, req.layer, **common)
     else:
         fig = aggregate_figure(cap, req.layer, **common)
-    scores = _scores_for(snap, req.prompt_ids)
+    scores = scores_for(snap, req.prompt_ids)
     notes = [req.note, cap.note if cap.note != req.note else ""]
     if len(req.prompt_ids) < 2:
         notes.append("Head scores other than induction need at least 2 tokens: measured on random tokens.")

@@ -1,0 +1,229 @@
+"""Experiments tab: read surprisal, ablate heads and MLPs, attribute a logit, patch activations,
+compare two prompts — and watch the output change."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from ...inspection.export import dumps
+from ...inspection.figures import experiments as figs
+from .. import validate as v
+from ..common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded
+from ..theme import style_figure
+from ..views import experiments as ex
+from ..views.attention import scores_for
+from ..common import encode
+
+TAB_ID = "experiments"
+REPEATED = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
+            "in want of a wife. It is a truth universally acknowledged, that a single man in possession of a good")
+SURPRISAL_NOTE = ("**What to look at:** the second copy of the sentence turns cool (few bits): the model copies what "
+                  "it was shown — its induction head at work on your own text. Hover a token for the top guesses.")
+ABLATE_NOTE = ("**What to look at:** ablate the induction head (click it in the grid) and the copy fails: the "
+               "right next token falls, and the greedy continuation stops repeating the passage.")
+ATTRIBUTE_NOTE = ("**What to look at:** which heads push the target up (red) or down (blue) directly; the parts "
+                  "add up to the model's own logit difference.")
+PATCH_NOTE = ("**What to look at:** each cell puts one position of the clean run into the corrupted run before "
+              "block l. 1 (red) means that position, at that depth, carries the whole difference: early layers "
+              "light up where the prompts differ; late layers at the last position, once the information has "
+              "moved there.")
+COMPARE_NOTE = "**What to look at:** the next-token bars of both prompts, and which tokens moved most."
+
+
+@dataclass
+class ExperimentsTab:
+    tab: gr.Tab
+    s_prompt: gr.Textbox
+    s_button: gr.Button
+    s_html: gr.HTML
+    s_fig: gr.Plot
+    a_prompt: gr.Textbox
+    a_heads: gr.Textbox
+    a_mlps: gr.Textbox
+    a_button: gr.Button
+    a_grid: gr.Dataframe
+    a_fig: gr.Plot
+    a_text: gr.Markdown
+    t_prompt: gr.Textbox
+    t_target: gr.Textbox
+    t_distractor: gr.Textbox
+    t_button: gr.Button
+    t_fig: gr.Plot
+    t_note: gr.Markdown
+    p_clean: gr.Textbox
+    p_corrupted: gr.Textbox
+    p_target: gr.Textbox
+    p_distractor: gr.Textbox
+    p_button: gr.Button
+    p_fig: gr.Plot
+    p_note: gr.Markdown
+    c_a: gr.Textbox
+    c_b: gr.Textbox
+    c_button: gr.Button
+    c_fig: gr.Plot
+    c_note: gr.Markdown
+    json: gr.DownloadButton
+
+    def link_controls(self) -> dict[str, Any]:
+        return {"prompt": self.s_prompt, "heads": self.a_heads, "mlps": self.a_mlps, "target": self.t_target,
+                "distractor": self.t_distractor, "clean": self.p_clean, "corrupted": self.p_corrupted}
+
+
+def _box(label: str, value: str, elem_id: str, lines: int = 2) -> gr.Textbox:
+    return gr.Textbox(value=value, label=label, lines=lines, max_length=v.MAX_PROMPT_CHARS, elem_id=elem_id)
+
+
+def build(ctx: AppContext) -> ExperimentsTab:
+    with gr.Tab("Experiments", id=TAB_ID, elem_id="tab-experiments") as tab:
+        with gr.Tabs(elem_id="experiment-tabs"):
+            with gr.Tab("Surprisal", id="surprisal", elem_id="tab-surprisal"):
+                gr.Markdown(SURPRISAL_NOTE)
+                with gr.Row():
+                    s_prompt = gr.Textbox(value=REPEATED, label="Text", lines=3, scale=4,
+                                          max_length=v.MAX_PROMPT_CHARS, elem_id="surprisal-prompt")
+                    s_button = gr.Button("Read surprisal", variant="primary", scale=1, elem_id="surprisal-btn")
+                s_html = gr.HTML(elem_id="surprisal-text")
+                s_fig = gr.Plot(label="Surprisal per token", elem_id="surprisal-fig")
+            with gr.Tab("Ablate", id="ablate", elem_id="tab-ablate"):
+                gr.Markdown(ABLATE_NOTE)
+                with gr.Row():
+                    a_prompt = gr.Textbox(value=REPEATED, label="Prompt", lines=3, scale=4,
+                                          max_length=v.MAX_PROMPT_CHARS, elem_id="ablate-prompt")
+                    with gr.Column(scale=2):
+                        a_heads = gr.Textbox(value="L4H1", label="Heads to ablate (e.g. L4H1, L3H2)",
+                                             elem_id="ablate-heads")
+                        a_mlps = gr.Textbox(value="", label="MLPs to ablate (layers, e.g. 2, 5)", elem_id="ablate-mlps")
+                        a_button = gr.Button("Ablate", variant="primary", elem_id="ablate-btn")
+                a_fig = gr.Plot(label="Next token before and after", elem_id="ablate-fig")
+                a_text = gr.Markdown(elem_id="ablate-text")
+                a_grid = gr.Dataframe(interactive=False, label="Induction score per head (click a cell to add or "
+                                      "remove that head)", elem_id="ablate-grid", max_height=300)
+            with gr.Tab("Attribute", id="attribute", elem_id="tab-attribute"):
+                gr.Markdown(ATTRIBUTE_NOTE)
+                with gr.Row():
+                    t_prompt = gr.Textbox(value="The cat sat on the mat. The cat sat on the", label="Prompt",
+                                          lines=2, scale=4, max_length=v.MAX_PROMPT_CHARS, elem_id="attr-prompt")
+                    with gr.Column(scale=2):
+                        t_target = gr.Textbox(value=" mat", label="Target token (a leading space matters)",
+                                              elem_id="attr-target")
+                        t_distractor = gr.Textbox(value=" floor", label="Distractor token (empty = none)",
+                                                  elem_id="attr-distractor")
+                        t_button = gr.Button("Attribute", variant="primary", elem_id="attr-btn")
+                t_fig = gr.Plot(label="Direct logit attribution", elem_id="attr-fig")
+                t_note = gr.Markdown(elem_id="attr-note")
+            with gr.Tab("Patch", id="patch", elem_id="tab-patch"):
+                gr.Markdown(PATCH_NOTE)
+                with gr.Row():
+                    p_clean = gr.Textbox(value="The cat sat on the mat. The cat sat on the", label="Clean prompt",
+                                         lines=2, max_length=v.MAX_PROMPT_CHARS, elem_id="patch-clean")
+                    p_corrupted = gr.Textbox(value="The cat sat on the rug. The cat sat on the",
+                                             label="Corrupted prompt (same number of tokens)", lines=2,
+                                             max_length=v.MAX_PROMPT_CHARS, elem_id="patch-corrupted")
+                with gr.Row():
+                    p_target = gr.Textbox(value=" mat", label="Target (the clean answer)", elem_id="patch-target")
+                    p_distractor = gr.Textbox(value=" rug", label="Distractor (the corrupted answer)",
+                                              elem_id="patch-distractor")
+                    p_button = gr.Button("Patch", variant="primary", elem_id="patch-btn")
+                p_fig = gr.Plot(label="Restored logit difference", elem_id="patch-fig")
+                p_note = gr.Markdown(elem_id="patch-note")
+            with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
+                gr.Markdown(COMPARE_NOTE)
+                with gr.Row():
+                    c_a = gr.Textbox(value="The cat sat on the mat. The cat sat on the", label="Prompt A", lines=2,
+                                     max_length=v.MAX_PROMPT_CHARS, elem_id="compare-a")
+                    c_b = gr.Textbox(value="The cat sat on the rug. The cat sat on the", label="Prompt B", lines=2,
+                                     max_length=v.MAX_PROMPT_CHARS, elem_id="compare-b")
+                    c_button = gr.Button("Compare", variant="primary", elem_id="compare-btn")
+                c_fig = gr.Plot(label="Two prompts side by side", elem_id="compare-fig")
+                c_note = gr.Markdown(elem_id="compare-note")
+        json_btn = gr.DownloadButton("Download JSON (last experiment)", size="sm")
+    return ExperimentsTab(tab, s_prompt, s_button, s_html, s_fig, a_prompt, a_heads, a_mlps, a_button, a_grid,
+                          a_fig, a_text, t_prompt, t_target, t_distractor, t_button, t_fig, t_note, p_clean,
+                          p_corrupted, p_target, p_distractor, p_button, p_fig, p_note, c_a, c_b, c_button, c_fig,
+                          c_note, json_btn)
+
+
+def _greedy_line(a) -> str:
+    if not a.greedy_before:
+        return a.note
+    return (f"**Greedy continuation, intact:** {a.greedy_before['text']!r}\n\n"
+            f"**With {', '.join(a.head_names + [f'MLP {m}' for m in a.mlps]) or 'nothing'} ablated:** "
+            f"{a.greedy_after['text']!r}\n\nKL(before ‖ after) = {a.kl_bits:.3f} bits. {a.note}")
+
+
+def toggle_head(heads: str, layer: int, head: int) -> str:
+    """``heads`` with ``L{layer}H{head}`` added, or removed if it was there."""
+    name = f"L{layer}H{head}"
+    items = [h.strip() for h in (heads or "").replace(";", ",").split(",") if h.strip()]
+    items = [h for h in items if h.upper() != name] if any(h.upper() == name for h in items) else items + [name]
+    return ", ".join(items)
+
+
+def wire(t: ExperimentsTab, ctx: AppContext) -> None:
+    def out(name: str, result) -> str:
+        return export_file(name, "json", dumps(result.data()))
+
+    @guarded
+    def ui_surprisal(prompt, present_on):
+        s = ex.surprisal_view(ctx.need_model(), prompt)
+        return {t.s_html: figs.surprisal_html(s), t.s_fig: style_figure(figs.surprisal_figure(s), present_on),
+                t.json: out("surprisal", s)}
+
+    @guarded
+    def ui_ablate(prompt, heads, mlps, present_on):
+        snap = ctx.need_model()
+        a = ex.ablation_view(snap, prompt, heads, mlps)
+        scores = scores_for(snap, tuple(encode(snap, v.prompt(prompt))))
+        rows = [[f"L{l}"] + [round(float(x), 2) for x in scores.score("induction")[l]]
+                for l in range(scores.n_layers)]
+        return {t.a_fig: style_figure(figs.ablation_figure(a), present_on), t.a_text: _greedy_line(a),
+                t.a_grid: gr.update(value=rows, headers=["layer"] + [f"H{h}" for h in range(scores.n_heads)]),
+                t.json: out("ablation", a)}
+
+    def ui_pick_head(heads, evt: gr.SelectData):
+        idx = evt.index
+        if not isinstance(idx, (list, tuple)) or len(idx) != 2 or idx[1] < 1:
+            return gr.skip()
+        return toggle_head(heads, int(idx[0]), int(idx[1]) - 1)
+
+    @guarded
+    def ui_attribute(prompt, target, distractor, present_on):
+        a = ex.attribution_view(ctx.need_model(), prompt, target, distractor)
+        note = (f"{a.metric} = **{a.actual:.3f}** (the model's own value); the parts add up to {a.total:.3f}. "
+                + a.note)
+        return {t.t_fig: style_figure(figs.attribution_figure(a), present_on), t.t_note: note,
+                t.json: out("attribution", a)}
+
+    @guarded
+    def ui_patch(clean, corrupted, target, distractor, present_on):
+        p = ex.patching_view(ctx.need_model(), clean, corrupted, target, distractor)
+        note = (f"Logit difference clean **{p.ld_clean:.2f}**, corrupted **{p.ld_corrupted:.2f}**; "
+                f"{p.forwards} forward passes ({p.mode}) in {p.seconds:.1f} s. {p.note}")
+        return {t.p_fig: style_figure(figs.patching_figure(p), present_on), t.p_note: note,
+                t.json: out("patching", p)}
+
+    @guarded
+    def ui_compare(a, b, present_on):
+        c = ex.comparison_view(ctx.need_model(), a, b)
+        moved = ", ".join(f"{m['token']!r} {m['delta']:+.1%}" for m in c.moved[:5])
+        note = f"KL(A ‖ B) = {c.kl_bits:.3f} bits. Moved most: {moved}. {c.note}"
+        return {t.c_fig: style_figure(figs.comparison_figure(c), present_on), t.c_note: note,
+                t.json: out("comparison", c)}
+
+    run = dict(trigger_mode="always_last", **MODEL_QUEUE, **PRIVATE)
+    present = ctx.present
+    for trig in (t.s_button.click, t.s_prompt.submit):
+        trig(ui_surprisal, [t.s_prompt, present], [t.s_html, t.s_fig, t.json], **run)
+    for trig in (t.a_button.click, t.a_heads.submit, t.a_mlps.submit):
+        trig(ui_ablate, [t.a_prompt, t.a_heads, t.a_mlps, present], [t.a_fig, t.a_text, t.a_grid, t.json], **run)
+    t.a_grid.select(ui_pick_head, [t.a_heads], [t.a_heads], **LIGHT, **PRIVATE).then(
+        ui_ablate, [t.a_prompt, t.a_heads, t.a_mlps, present], [t.a_fig, t.a_text, t.a_grid, t.json], **run)
+    for trig in (t.t_button.click, t.t_target.submit, t.t_distractor.submit):
+        trig(ui_attribute, [t.t_prompt, t.t_target, t.t_distractor, present], [t.t_fig, t.t_note, t.json], **run)
+    for trig in (t.p_button.click,):
+        trig(ui_patch, [t.p_clean, t.p_corrupted, t.p_target, t.p_distractor, present], [t.p_fig, t.p_note, t.json],
+             **run)
+    t.c_button.click(ui_compare, [t.c_a, t.c_b, present], [t.c_fig, t.c_note, t.json], **run)
+    t.tab.select(ui_surprisal, [t.s_prompt, present], [t.s_html, t.s_fig, t.json], **run)
