@@ -23,12 +23,15 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(BIN)/python app.py $(ARGS)
 
-# Debian's chromium drives the browser tests (playwright's own browser download fails offline).
+# Debian's chromium drives the browser tests (playwright's own browser download fails offline), with a
+# CJK font so the 中文 views render as text, not boxes (the server itself needs no fonts).
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
 browser-deps:
-	@if [ -x /usr/bin/chromium ]; then :; \
+	@missing=""; [ -x /usr/bin/chromium ] || missing="chromium"; [ -e $(CJK_FONT) ] || missing="$$missing fonts-wqy-zenhei"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else echo "note: /usr/bin/chromium missing and not root: browser tests will be skipped" >&2; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "note: $$missing missing and not root: browser tests may be skipped or show boxes for 中文" >&2; fi
 
 test: $(VENV)/.dev browser-deps
 	$(BIN)/python -m pytest $(ARGS)

@@ -203,6 +203,53 @@ def test_deep_link_opens_the_view(page, app_url):
     assert page.outside == []
 
 
+def test_step_by_step_walks_through_every_step(page, app_url):
+    from playground.inspection.walkthrough import STEP_IDS
+    page.goto(f"{app_url}/?tab=walkthrough&prompt=The+cat+sat+on+the+mat&layer=1&head=2&step=0")
+    expect_text(page, "#walk-title", f"Step 1 of {len(STEP_IDS)}")
+    expect_text(page, "#walk-code", "playground/")
+    seen = []
+    for i, sid in enumerate(STEP_IDS):
+        expect_text(page, "#walk-title", f"Step {i + 1} of {len(STEP_IDS)}")
+        expect_text(page, "#walk-title", sid)
+        page.locator("#walk-fig .js-plotly-plot").first.wait_for()
+        assert page.locator("#walk-code .run").count() >= 1, sid          # the running line is highlighted
+        seen.append(sid)
+        if sid == "attn_weights":
+            shot(page, "9-walkthrough-attn-weights")
+        if i + 1 < len(STEP_IDS):
+            page.click("#walk-next")
+    assert seen == list(STEP_IDS)
+    page.click("#walk-prev")
+    expect_text(page, "#walk-title", f"Step {len(STEP_IDS) - 1} of")
+    # The KV cache view: the cache fills during a short generation.
+    page.locator("#kv-accordion").click()
+    page.click("#kv-btn")
+    expect_text(page, "#kv-text", "the cache holds")
+    page.locator("#kv-fig .js-plotly-plot").first.wait_for()
+    assert page.outside == []
+
+
+def test_experiments_show_their_figures(page, app_url):
+    page.goto(f"{app_url}/?tab=experiments")
+    page.locator("#surprisal-text span").first.wait_for()
+    page.locator("#surprisal-fig .js-plotly-plot").first.wait_for()
+    shot(page, "10-experiments-surprisal")
+    page.get_by_role("tab", name="Ablate").click()
+    page.locator("#ablate-heads textarea, #ablate-heads input").first.fill("L1H2")
+    page.click("#ablate-btn")
+    expect_text(page, "#ablate-text", "Greedy continuation")
+    page.click("#ablate-grid [data-testid=cell-0-2]")           # layer 0, head 1: added to the list
+    page.wait_for_function("() => document.querySelector('#ablate-heads textarea, #ablate-heads input').value"
+                           ".includes('L0H1')")
+    page.get_by_role("tab", name="Patch").click()
+    page.click("#patch-btn")
+    page.locator("#patch-fig .js-plotly-plot").first.wait_for()
+    expect_text(page, "#patch-note", "forward passes")
+    shot(page, "11-experiments-patch")
+    assert page.outside == []
+
+
 # ------------------------------------------------------------------------------------------ helpers
 
 

@@ -91,7 +91,7 @@ _CODE: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 _PACKAGE = Path(__file__).resolve().parents[1]   # playground/
-_SOURCE_FILES = {src: _PACKAGE / Path(src).name for src in (MODEL_SOURCE, BOOK_LOOP_SOURCE)}
+SOURCE_FILES = {src: _PACKAGE / Path(src).name for src in (MODEL_SOURCE, BOOK_LOOP_SOURCE)}
 
 
 def _find_lines(text: str, anchor: str, lines: Sequence[str]) -> list[int | None]:
@@ -105,7 +105,7 @@ def _find_lines(text: str, anchor: str, lines: Sequence[str]) -> list[int | None
 
 
 def _resolve_code() -> dict[str, tuple[int | None, ...]]:
-    texts = {src: path.read_text(encoding="utf-8") for src, path in _SOURCE_FILES.items()}
+    texts = {src: path.read_text(encoding="utf-8") for src, path in SOURCE_FILES.items()}
     out = {sid: tuple(_find_lines(texts[src], anchor, lines)) for sid, (src, anchor, lines) in _CODE.items()}
     missing = missing_code_lines(out)
     if missing:   # the model's source changed under the tour: the UI highlights nothing for these

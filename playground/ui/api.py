@@ -20,9 +20,10 @@ from .views import logit_lens as lens_view
 from .views import next_token as next_view
 from .views import parameters as param_view
 from .views import shapes as shape_view
+from .views import walkthrough as walk_view
 
 ENDPOINTS = ("generate", "attention", "trace", "params", "logit_lens", "next_token", "surprisal", "ablate",
-             "attribution", "patch", "model_info")
+             "attribution", "patch", "walkthrough", "model_info")
 
 
 def register(holder: ModelHolder, model_queue: dict[str, Any]) -> None:
@@ -116,11 +117,20 @@ def register(holder: ModelHolder, model_queue: dict[str, Any]) -> None:
         position t from the clean run. The prompts must have the same number of tokens (64 at most)."""
         return ex_view.patching_view(holder.require(), clean, corrupted, target, distractor).data()
 
+    def walkthrough(prompt: str, layer: int = 0, head: int = 0) -> dict:
+        """One forward pass step by step: {tokens, token_ids, note, steps: [{id, title, code, shape, values,
+        explanation: {en, zh}, ...}]} in the order token_ids, tok_emb, pos_emb, input_embeddings, norm1,
+        queries, keys, values, attn_scores, masked_scores, attn_weights, context_vec, out_proj, shortcut_1,
+        norm2, ff_expand, gelu, ff_contract, shortcut_2, other_blocks, final_norm, logits, probas,
+        next_token; block `layer`, head `head`; the first 8 tokens, 16 features; masked scores are null."""
+        return walk_view.walkthrough_view(holder.require(), prompt, layer, head).data()
+
     def model_info() -> dict:
         """The loaded model: name, file, layout, config, parameters, dtype, device, size, sha256."""
         return holder.info()
 
-    for fn in (generate, attention, trace, logit_lens, next_token, surprisal, ablate, attribution, patch):
+    for fn in (generate, attention, trace, logit_lens, next_token, surprisal, ablate, attribution, patch,
+               walkthrough):
         gr.api(guarded(fn), api_name=fn.__name__, **model_queue)
     gr.api(guarded(params), api_name="params", concurrency_id="light", concurrency_limit=None)
     gr.api(guarded(model_info), api_name="model_info", concurrency_id="light", concurrency_limit=None)

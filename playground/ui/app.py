@@ -20,12 +20,13 @@ from . import api, deeplink
 from . import validate as v
 from .common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, guarded
 from .state import ModelHolder
-from .tabs import attention, experiments, generate, logit_lens, model, next_token, parameters, shapes
+from .tabs import (attention, experiments, generate, logit_lens, model, next_token, parameters, shapes,
+                   walkthrough)
 from .theme import ABSOLUTE_LINK_JS, TOGGLE_PRESENTATION_JS
 
 BADGE_REFRESH_S = 10.0        # how often open pages re-read which model is loaded
-TAB_MODULES = (generate, attention, shapes, parameters, logit_lens, next_token, experiments, model)
-VIEW_MODULES = (attention, shapes, logit_lens, next_token)    # views computed when their tab opens
+TAB_MODULES = (generate, attention, shapes, walkthrough, parameters, logit_lens, next_token, experiments, model)
+VIEW_MODULES = (attention, shapes, walkthrough, logit_lens, next_token)    # views computed when their tab opens
 
 
 def badge_text(holder: ModelHolder) -> str:
@@ -63,18 +64,22 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                 m.wire(built[m.TAB_ID], ctx)
 
         # ------------------------------------------------------------------ cross-tab wiring
+        sliders = [(t.layer, t.head) for t in (att, built[walkthrough.TAB_ID])]
+
         def on_loaded(ok: bool) -> dict:
             cfg = holder.current().model.cfg if holder.current() else PRESETS["gpt2"]
             update = {ctx.badge: badge_text(holder)}
             if ok:
-                update[att.layer] = gr.update(maximum=max(cfg.n_layers - 1, 1))
-                update[att.head] = gr.update(maximum=max(cfg.n_heads - 1, 1))
+                for layer, head in sliders:
+                    update[layer] = gr.update(maximum=max(cfg.n_layers - 1, 1))
+                    update[head] = gr.update(maximum=max(cfg.n_heads - 1, 1))
             return update
-        model.wire(built[model.TAB_ID], ctx, [ctx.badge, att.layer, att.head], on_loaded)
+        model.wire(built[model.TAB_ID], ctx, [ctx.badge] + [c for pair in sliders for c in pair], on_loaded)
 
         # The other tabs' prompts follow the Generate prompt (in the browser, no server round trip).
         followers = [t.prompt for t in built.values() if hasattr(t, "prompt") and t is not gen]
         gen.prompt.change(None, [gen.prompt], followers, js=f"(p) => Array({len(followers)}).fill(p)", **PRIVATE)
+        following = {gen.prompt, *followers}      # a linked prompt goes to these (the others keep their examples)
         # Which tab is open (for links and presentation mode); a link shown for another tab is stale.
         for tab_id, t in built.items():
             t.tab.select(None, None, [current_tab], js=f"() => {tab_id!r}", **PRIVATE)
@@ -103,11 +108,15 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                     values.update(zip(parameters.FIELDS, parameters.config_values(p_cfg)))
                     update.update(parameters.outputs_for(params_tab, ctx, p_cfg, bool(link.present)))
             for tab_id, name, comp in link_fields:
-                if name in values and (tab_id == tab or name == "prompt"):
+                if name in values and (tab_id == tab or (name == "prompt" and comp in following)):
                     update[comp] = values[name]
             # The layer and head sliders fit the loaded model; a linked value beyond it is clamped.
-            for comp, name, count in ((att.layer, "layer", cfg.n_layers), (att.head, "head", cfg.n_heads)):
-                linked = values.get(name) if tab == attention.TAB_ID else None
+            walk = built[walkthrough.TAB_ID]
+            for tab_id, comp, name, count in ((attention.TAB_ID, att.layer, "layer", cfg.n_layers),
+                                              (attention.TAB_ID, att.head, "head", cfg.n_heads),
+                                              (walkthrough.TAB_ID, walk.layer, "layer", cfg.n_layers),
+                                              (walkthrough.TAB_ID, walk.head, "head", cfg.n_heads)):
+                linked = values.get(name) if tab == tab_id else None
                 update[comp] = gr.update(maximum=max(count - 1, 1),
                                          value=min(linked, count - 1) if linked is not None else 0)
             return update
@@ -118,7 +127,8 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
             named = {name: value for (t_id, name, _), value in zip(link_fields, values) if t_id == tab_id}
             return gr.update(value=deeplink.build(tab_id, named, present_on), visible=True)
 
-        load_outputs = ([tabs, current_tab, ctx.badge, ctx.present, att.layer, att.head]
+        load_outputs = ([tabs, current_tab, ctx.badge, ctx.present, att.layer, att.head,
+                         built[walkthrough.TAB_ID].layer, built[walkthrough.TAB_ID].head]
                         + [comp for _, _, comp in link_fields] + params_tab.outputs())
         loaded = demo.load(ui_on_load, None, list(dict.fromkeys(load_outputs)), **LIGHT, **PRIVATE)
         copy_link.click(ui_link, [current_tab, ctx.present] + [comp for _, _, comp in link_fields], [link_box],
@@ -137,7 +147,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                 if tab == tab_id:
                     return fn(*values[i:i + n - 1], key=values[i + n - 1])
                 i += n
-            return {}
+            return {view_outputs[0]: gr.skip()}
 
         loaded.then(ui_linked_view, view_inputs, view_outputs, **MODEL_QUEUE, **PRIVATE)
         ctx.present.input(ui_linked_view, view_inputs, view_outputs, **MODEL_QUEUE, **PRIVATE)

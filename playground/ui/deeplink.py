@@ -17,11 +17,14 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlencode
 
 from ..config import PRESETS
+from ..inspection.walkthrough import STEP_IDS
 
-TABS = ("generate", "attention", "shapes", "parameters", "logit-lens", "next-token", "experiments", "model")
+TABS = ("generate", "attention", "shapes", "walkthrough", "parameters", "logit-lens", "next-token", "experiments",
+        "model")
 TAB_ALIASES = {"shape": "shapes", "trace": "shapes", "params": "parameters", "lens": "logit-lens",
                "logit_lens": "logit-lens", "logitlens": "logit-lens", "next": "next-token",
-               "next_token": "next-token", "nexttoken": "next-token", "gen": "generate"}
+               "next_token": "next-token", "nexttoken": "next-token", "gen": "generate", "step": "walkthrough",
+               "steps": "walkthrough", "step-by-step": "walkthrough", "tour": "walkthrough"}
 VIEWS = ("head", "layer", "aggregate")
 VIEW_ALIASES = {"single": "head", "single head": "head", "heads": "layer", "all": "layer",
                 "all heads": "layer", "mean": "aggregate", "max": "aggregate", "mean & max": "aggregate"}
@@ -78,6 +81,13 @@ def _prompt(value: Any) -> str | None:
     return value[:MAX_PROMPT_CHARS]
 
 
+def _step(value: Any) -> int | None:
+    """A walkthrough step by number (0-based) or by id (``attn_weights``)."""
+    if isinstance(value, str) and value.strip().lower() in STEP_IDS:
+        return STEP_IDS.index(value.strip().lower())
+    return _int(0, len(STEP_IDS) - 1)(value)
+
+
 # Every parameter a link can carry: name -> parser (raw value -> clean value, or None to drop it).
 FIELDS: dict[str, Callable[[Any], Any]] = {
     "prompt": _prompt,
@@ -94,6 +104,7 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "n_heads": _int(1, 64), "n_layers": _int(1, 96), "qkv_bias": _flag, "tie_embeddings": _flag,
     "position": _int(-100_000, 100_000),
     "show": _int(1, 50), "stages": _flag,
+    "step": _step,
     "heads": _prompt, "mlps": _prompt, "target": _prompt, "distractor": _prompt, "clean": _prompt,
     "corrupted": _prompt,
 }
@@ -103,6 +114,7 @@ TAB_FIELDS: dict[str, tuple[str, ...]] = {
     "attention": ("prompt", "layer", "head", "view", "score", "tokens_shown", "window_start", "log_scale",
                   "hide_first"),
     "shapes": ("prompt", "lang", "expand"),
+    "walkthrough": ("prompt", "layer", "head", "step"),
     "parameters": ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias", "tie_embeddings"),
     "logit-lens": ("prompt", "position"),
     "next-token": ("prompt", "temperature", "top_k", "top_p", "show", "stages"),

@@ -32,6 +32,12 @@ CSS = f"""
 #title h1 {{ margin-bottom: 0; }}
 #model-badge p {{ margin: 0; }}
 .token-help {{ font-size: var(--text-sm); color: var(--body-text-color-subdued); }}
+.walk-file {{ font-family: var(--font-mono); font-size: var(--text-sm); color: var(--body-text-color-subdued); }}
+.walk-code {{ font-size: var(--text-sm); line-height: 1.45; white-space: pre-wrap; overflow-wrap: anywhere;
+  margin: 0; padding: 8px; background: var(--background-fill-secondary); border-radius: 6px; }}
+.walk-code .run {{ background: #ffe58a; color: #000; font-weight: 600; display: inline-block; width: 100%; }}
+.walk-code .ctx {{ color: var(--body-text-color-subdued); }}
+.walk-code .ln {{ color: #888; user-select: none; }}
 body.presentation {{
   --text-xxs: 14px; --text-xs: 16px; --text-sm: 18px; --text-md: 22px; --text-lg: 26px;
   --text-xl: 32px; --text-xxl: 38px;

@@ -101,7 +101,7 @@ def compute(t: AttentionTab, ctx: AppContext):
         req = att_view.check_attention(snap, prompt, lay, hd, kind, sc, start, shown, log, hide)
         new_key = (snap.uid, req, bool(present_on))
         if key == new_key:
-            return {}
+            return {t.key: gr.skip()}
         av = att_view.attention_view(snap, req)
         headers, rows = av.grid()
         return {t.figure: style_figure(av.figure, present_on), t.note: av.note or f"{len(req.prompt_ids)} tokens.",
@@ -130,7 +130,7 @@ def wire(t: AttentionTab, ctx: AppContext) -> None:
     def ui_pick_head(evt: gr.SelectData):
         idx = evt.index
         if not isinstance(idx, (list, tuple)) or len(idx) != 2 or idx[1] < 1:
-            return {}
+            return {t.layer: gr.skip()}
         return {t.layer: idx[0], t.head: idx[1] - 1, t.view: "head"}
 
     wire_view(t, ctx, ui_attention, [t.button.click, t.prompt.submit, t.layer.release, t.head.release,

@@ -23,10 +23,10 @@ SURPRISAL_NOTE = ("**What to look at:** the second copy of the sentence turns co
                   "it was shown — its induction head at work on your own text. Hover a token for the top guesses.")
 ABLATE_NOTE = ("**What to look at:** ablate the induction head (click it in the grid) and the copy fails: the "
                "right next token falls, and the greedy continuation stops repeating the passage.")
-ATTRIBUTE_NOTE = ("**What to look at:** which heads push the target up (red) or down (blue) directly; the parts "
+ATTRIBUTE_NOTE = ("**What to look at:** which heads push the target up (blue) or down (red) directly; the parts "
                   "add up to the model's own logit difference.")
 PATCH_NOTE = ("**What to look at:** each cell puts one position of the clean run into the corrupted run before "
-              "block l. 1 (red) means that position, at that depth, carries the whole difference: early layers "
+              "block l. 1 (dark blue) means that position, at that depth, carries the whole difference: early layers "
               "light up where the prompts differ; late layers at the last position, once the information has "
               "moved there.")
 COMPARE_NOTE = "**What to look at:** the next-token bars of both prompts, and which tokens moved most."

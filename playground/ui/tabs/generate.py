@@ -139,10 +139,10 @@ def wire(t: GenerateTab, ctx: AppContext) -> None:
     @guarded
     def ui_pick_token(gv, present_on, evt: gr.SelectData):
         if gv is None or evt.index is None:
-            return {}
+            return {t.alt_caption: gr.skip()}
         i = evt.index if isinstance(evt.index, int) else evt.index[0]
         if i == 0:          # the prompt itself
-            return {}
+            return {t.alt_caption: gr.skip()}
         return alternatives(gv, i - 1, present_on)
 
     @guarded
@@ -150,7 +150,7 @@ def wire(t: GenerateTab, ctx: AppContext) -> None:
         """Stop: the running generation is cancelled (``cancels=``) and also told to stop, so that
         whichever ends it, the page shows what was generated so far, marked as stopped."""
         if gv is None or (gv.done and not gv.stopped):
-            return {}
+            return {t.text: gr.skip()}
         gv.stopped = gv.done = True
         return {t.text: gv.prompt + gv.text, t.tokens: gv.highlighted(), t.stats: gv.stats(),
                 **finished(gv, present_on)}

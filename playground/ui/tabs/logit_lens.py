@@ -62,7 +62,7 @@ def compute(t: LogitLensTab, ctx: AppContext):
         snap = ctx.need_model()
         new_key = (snap.uid, prompt, pos, bool(present_on))
         if key == new_key:
-            return {}
+            return {t.key: gr.skip()}
         lv = lens_view.lens_view(snap, prompt, 5, pos)
         return {t.figure: style_figure(lv.figure, present_on), t.trajectory: style_figure(lv.trajectory, present_on),
                 t.note: lv.note or f"{lv.lens.n_tokens} tokens.",

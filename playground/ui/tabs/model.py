@@ -80,7 +80,7 @@ def wire(t: ModelTab, ctx: AppContext, others: list, on_loaded: Callable[[bool],
     def ui_load_upload(path):
         require_unlocked()
         if not path:
-            return {}
+            return {t.status: gr.skip()}
         checked = model_view.check_upload(path, ctx.upload_mb)
         return after_load(*model_view.load_weights(ctx.holder, checked, checked.name))
 

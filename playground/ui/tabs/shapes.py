@@ -73,7 +73,7 @@ def compute(t: ShapesTab, ctx: AppContext):
         snap = ctx.need_model()
         new_key = (snap.uid, prompt, language, bool(full), bool(present_on))
         if key == new_key:
-            return {}
+            return {t.key: gr.skip()}
         tv = shape_view.trace_view(snap, prompt, language, full)
         table = tv.table()
         rows = [[r[c] for c in COLUMNS] for r in table]
