@@ -23,6 +23,7 @@ from .state import ModelHolder
 from .tabs import (attention, experiments, generate, logit_lens, model, next_token, parameters, shapes,
                    walkthrough)
 from .theme import ABSOLUTE_LINK_JS, TOGGLE_PRESENTATION_JS
+from .views import model as model_view
 
 BADGE_REFRESH_S = 10.0        # how often open pages re-read which model is loaded
 TAB_MODULES = (generate, attention, shapes, walkthrough, parameters, logit_lens, next_token, experiments, model)
@@ -34,8 +35,11 @@ def badge_text(holder: ModelHolder) -> str:
     if snap is None:
         return f"⚠️ **No model loaded.** {holder.missing_message()}"
     cfg = snap.model.cfg
-    return (f"**Model:** {snap.name} · {snap.model.num_parameters() / 1e6:,.1f}M parameters · "
-            f"{cfg.n_layers} layers × {cfg.n_heads} heads · context {cfg.context_length} · {snap.device}")
+    card = snap.card
+    name = f"{card.name} ({card.short})" if card else \
+        f"{snap.name} · {snap.model.num_parameters() / 1e6:,.1f}M parameters"
+    return (f"**Model:** {name} · {cfg.n_layers} layers × {cfg.n_heads} heads · context {cfg.context_length} · "
+            f"{snap.device}")
 
 
 def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_model_change: bool = True,
@@ -97,8 +101,11 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
             snap = holder.current()
             cfg = snap.model.cfg if snap else PRESETS["gpt2"]
             tab = link.tab or generate.TAB_ID
+            model_tab = built[model.TAB_ID]
             update: dict[Any, Any] = {tabs: gr.update(selected=tab), current_tab: tab,
-                                      ctx.badge: badge_text(holder)}
+                                      ctx.badge: badge_text(holder),
+                                      model_tab.info: model_view.model_markdown(holder.info()),
+                                      model_tab.card: model_view.card_markdown(holder)}
             if link.present is not None:
                 update[ctx.present] = link.present
             values = dict(link.values)
@@ -127,7 +134,8 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
             named = {name: value for (t_id, name, _), value in zip(link_fields, values) if t_id == tab_id}
             return gr.update(value=deeplink.build(tab_id, named, present_on), visible=True)
 
-        load_outputs = ([tabs, current_tab, ctx.badge, ctx.present, att.layer, att.head,
+        load_outputs = ([tabs, current_tab, ctx.badge, ctx.present, built[model.TAB_ID].info, built[model.TAB_ID].card,
+                         att.layer, att.head,
                          built[walkthrough.TAB_ID].layer, built[walkthrough.TAB_ID].head]
                         + [comp for _, _, comp in link_fields] + params_tab.outputs())
         loaded = demo.load(ui_on_load, None, list(dict.fromkeys(load_outputs)), **LIGHT, **PRIVATE)

@@ -20,6 +20,7 @@ import torch
 
 from ..fast_decode import prepare_in_background
 from ..model import GPTModel
+from ..model_card import ModelCard, card_for
 from ..checkpoints import WeightsError, load_model, sha256_file
 from ..checkpoints.hub import HUB_REPOS, HubUnavailableError, download_gpt2
 from ..devices import pick_device
@@ -48,6 +49,11 @@ class Snapshot:
     def sha256(self) -> str | None:
         return self._sha256[0]
 
+    @property
+    def card(self) -> ModelCard | None:
+        """The file's model card (``<weights>.card.json``), once its sha256 is known and matches."""
+        return card_for(self.path, self.sha256)
+
     def info(self) -> dict[str, Any]:
         cfg = self.model.cfg
         return {
@@ -64,6 +70,7 @@ class Snapshot:
             "sha256": self.sha256,
             "sha256_prefix": self.sha256[:12] if self.sha256 else None,
             "load_seconds": round(self.load_seconds, 3),
+            "card": None if self.card is None else {"name": self.card.name, "short": self.card.short},
         }
 
 

@@ -21,6 +21,7 @@ LOCKED = "Changing the model is switched off on this server."
 class ModelTab:
     tab: gr.Tab
     info: gr.Markdown
+    card: gr.Markdown
     status: gr.Markdown
     files: gr.Dropdown
     refresh: gr.Button
@@ -37,6 +38,7 @@ class ModelTab:
 def build(ctx: AppContext) -> ModelTab:
     with gr.Tab("Model", id=TAB_ID, elem_id="tab-model") as tab:
         info = gr.Markdown(elem_id="model-info")
+        card = gr.Markdown(elem_id="model-card")
         status = gr.Markdown(elem_id="model-status")
         with gr.Column(visible=ctx.allow_model_change):
             gr.Markdown(f"**{SHARED_NOTE}**")
@@ -54,16 +56,16 @@ def build(ctx: AppContext) -> ModelTab:
         if not ctx.allow_model_change:
             gr.Markdown(LOCKED)
         json_btn = gr.DownloadButton("Download model info (JSON)", size="sm")
-    return ModelTab(tab, info, status, files, refresh, load, upload, hub_size, hub, json_btn)
+    return ModelTab(tab, info, card, status, files, refresh, load, upload, hub_size, hub, json_btn)
 
 
 def wire(t: ModelTab, ctx: AppContext, others: list, on_loaded: Callable[[bool], dict]) -> None:
     """``others``/``on_loaded``: what the rest of the page updates after a load (header badge, sliders)."""
-    outputs = [t.status, t.info, t.json, *others]
+    outputs = [t.status, t.info, t.card, t.json, *others]
 
     def after_load(ok: bool, message: str) -> dict:
         info = ctx.holder.info()
-        return {t.status: message, t.info: model_view.model_markdown(info),
+        return {t.status: message, t.info: model_view.model_markdown(info), t.card: model_view.card_markdown(ctx.holder),
                 t.json: export_file("model-info", "json", dumps(info)), **on_loaded(ok)}
 
     def require_unlocked() -> None:
@@ -91,7 +93,7 @@ def wire(t: ModelTab, ctx: AppContext, others: list, on_loaded: Callable[[bool],
 
     def ui_model_tab():
         info = ctx.holder.info()
-        return {t.info: model_view.model_markdown(info),
+        return {t.info: model_view.model_markdown(info), t.card: model_view.card_markdown(ctx.holder),
                 t.files: gr.update(choices=model_view.weight_files(ctx.weights_dir)),
                 t.json: export_file("model-info", "json", dumps(info))}
 
@@ -101,4 +103,4 @@ def wire(t: ModelTab, ctx: AppContext, others: list, on_loaded: Callable[[bool],
     t.load.click(ui_load_file, [t.files], outputs, **loads)
     t.upload.upload(ui_load_upload, [t.upload], outputs, **loads)
     t.hub.click(ui_download, [t.hub_size], outputs, **loads)
-    t.tab.select(ui_model_tab, None, [t.info, t.files, t.json], **LIGHT, **PRIVATE)
+    t.tab.select(ui_model_tab, None, [t.info, t.card, t.files, t.json], **LIGHT, **PRIVATE)

@@ -30,6 +30,18 @@ def model_markdown(info: dict[str, Any]) -> str:
             f"- **runs as:** {info['dtype']} on {info['device']}")
 
 
+def card_markdown(holder: ModelHolder) -> str:
+    """The loaded model's card (``<weights>.card.json``), or a line saying there is none."""
+    snap = holder.current()
+    if snap is None:
+        return ""
+    card = snap.card
+    if card is None:
+        why = "still computing its sha256…" if snap.sha256 is None else "no card names this file's sha256"
+        return f"*No model card for {snap.path.name} ({why}).*"
+    return card.markdown()
+
+
 def weight_files(folder: Path) -> list[str]:
     """Names of the ``.safetensors`` files in ``folder`` (sorted; none if it does not exist)."""
     try:
