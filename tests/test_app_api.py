@@ -16,9 +16,9 @@ from tests.factories import make_model
 from tests.live_app import free_port
 
 ENDPOINTS = {"/generate", "/attention", "/trace", "/params", "/logit_lens", "/next_token", "/surprisal", "/ablate",
-             "/attribution", "/patch", "/model_info"}
+             "/attribution", "/patch", "/walkthrough", "/model_info"}
 MODEL_ENDPOINTS = {"generate", "attention", "trace", "logit_lens", "next_token", "surprisal", "ablate", "attribution",
-                   "patch"}
+                   "patch", "walkthrough"}
 
 
 @pytest.fixture(scope="module")
@@ -268,3 +268,16 @@ def test_patch_endpoint(server):
     assert all(abs(x) < 1e-6 for x in out["restored"][0][:-1])        # positions where the prompts agree
     msg = error_of(client, "The cat sat", "The cat sat on", " mat", " rug", api_name="/patch")
     assert "same number of tokens" in msg and "cat" in msg
+
+
+@pytest.mark.slow
+def test_walkthrough_endpoint(server):
+    from playground.inspection.walkthrough import STEP_IDS
+    client, _ = server
+    out = client.predict("The cat sat on the mat. The cat sat on the", 1, 2, api_name="/walkthrough")
+    assert [s["id"] for s in out["steps"]] == list(STEP_IDS)
+    assert out["tokens"][:2] == ["The", "␣cat"] and len(out["token_ids"]) == 8 and "first 8 tokens" in out["note"]
+    weights = next(s for s in out["steps"] if s["id"] == "attn_weights")
+    assert weights["shape"] == [1, 4, 8, 8] and all(abs(sum(r) - 1) < 1e-4 for r in weights["values"])
+    assert all(s["explanation"]["en"] and s["explanation"]["zh"] and s["code"] for s in out["steps"])
+    assert "between 0 and 1" in error_of(client, "x", 7, 0, api_name="/walkthrough")

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from .. import examples as ex
 from ..examples import EXAMPLE_PROMPTS
 from ..inspection.inputs import visible
 from ..tokenizer import get_tokenizer
@@ -103,6 +104,22 @@ def wire_view(t: Any, ctx: AppContext, fn: Callable, triggers: list) -> None:
     for trigger in triggers:
         trigger(fn, inputs, outputs, trigger_mode="always_last", **MODEL_QUEUE, **PRIVATE)
     t.tab.select(lambda *a: fn(*a[:-1], key=a[-1]), inputs + [t.key], outputs, **MODEL_QUEUE, **PRIVATE)
+
+
+def examples_with_note(tab_id: str, prompt: gr.Textbox) -> gr.Markdown:
+    """The tab's example prompts under ``prompt`` and a line saying what to look at in the chosen one
+    (call inside the tab's layout; it follows the prompt box, empty for the user's own text)."""
+    gr.Examples(ex.prompts(tab_id), inputs=[prompt], label="Example prompts", cache_examples=False,
+                api_visibility="private")
+    first = ex.prompts(tab_id)[0] if ex.prompts(tab_id) else ""
+    note = gr.Markdown(_note_text(tab_id, first), elem_id=f"{tab_id}-example-note", elem_classes="example-note")
+    prompt.change(lambda p: _note_text(tab_id, p), [prompt], [note], show_progress="hidden", **LIGHT, **PRIVATE)
+    return note
+
+
+def _note_text(tab_id: str, prompt: Any) -> str:
+    text = ex.note_for(tab_id, prompt) if isinstance(prompt, str) else ""
+    return f"**What to look at:** {text}" if text else ""
 
 
 # =========================================================================== caches

@@ -7,7 +7,8 @@ from typing import Any
 import gradio as gr
 
 from .. import validate as v
-from ..common import DEFAULT_PROMPT, LIGHT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded, wire_view
+from ..common import (DEFAULT_PROMPT, LIGHT, MODEL_QUEUE, PRIVATE, AppContext, examples_with_note, export_file,
+                      guarded, wire_view)
 from ..theme import style_figure
 from ..views import attention as att_view
 
@@ -60,6 +61,7 @@ def build(ctx: AppContext) -> AttentionTab:
             prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt (follows the Generate prompt)", lines=2,
                                 scale=4, max_length=v.MAX_PROMPT_CHARS, elem_id="att-prompt")
             button = gr.Button("Show attention", variant="primary", scale=1, elem_id="att-btn")
+        examples_with_note(TAB_ID, prompt)
         with gr.Row():
             layer = gr.Slider(0, 11, value=0, step=1, label="Layer", elem_id="att-layer")
             head = gr.Slider(0, 11, value=0, step=1, label="Head", elem_id="att-head")

@@ -9,7 +9,8 @@ import gradio as gr
 
 from ...inspection.figures.alternatives import alternatives_figure
 from .. import validate as v
-from ..common import DEFAULT_PROMPT, EXAMPLES, LIGHT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded
+from ..common import (DEFAULT_PROMPT, LIGHT, MODEL_QUEUE, PRIVATE, AppContext, examples_with_note, export_file,
+                      guarded)
 from ..theme import style_figure
 from ..views import generate as gen_view
 
@@ -54,8 +55,7 @@ def build(ctx: AppContext) -> GenerateTab:
             with gr.Column(scale=2):
                 prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=3, max_length=v.MAX_PROMPT_CHARS,
                                     elem_id="gen-prompt")
-                gr.Examples(EXAMPLES, inputs=[prompt], label="Example prompts", cache_examples=False,
-                            api_visibility="private")
+                examples_with_note(TAB_ID, prompt)
                 with gr.Row():
                     max_new = gr.Slider(1, v.MAX_NEW_TOKENS, value=50, step=1, label="Max new tokens",
                                         elem_id="max-new")

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from .. import validate as v
-from ..common import DEFAULT_PROMPT, AppContext, export_file, guarded, wire_view
+from ..common import DEFAULT_PROMPT, AppContext, examples_with_note, export_file, guarded, wire_view
 from ..theme import style_figure
 from ..views import logit_lens as lens_view
 
@@ -46,6 +46,7 @@ def build(ctx: AppContext) -> LogitLensTab:
                 position = gr.Number(value=-1, precision=0, label="Follow the prediction at position (-1 = last)",
                                      elem_id="lens-pos")
                 button = gr.Button("Show logit lens", variant="primary", elem_id="lens-btn")
+        examples_with_note(TAB_ID, prompt)
         note = gr.Markdown()
         figure = gr.Plot(label="Logit lens", elem_id="lens-fig")
         trajectory = gr.Plot(label="One prediction through the layers", elem_id="lens-traj")

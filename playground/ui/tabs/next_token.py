@@ -8,7 +8,8 @@ import gradio as gr
 
 from .. import validate as v
 from ...inspection.figures.walkthrough import sampling_tree_figure
-from ..common import DEFAULT_PROMPT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded, wire_view
+from ..common import (DEFAULT_PROMPT, MODEL_QUEUE, PRIVATE, AppContext, examples_with_note, export_file,
+                      guarded, wire_view)
 from ..validate import InputError
 from ..views import walkthrough as walk_view
 from ..theme import style_figure
@@ -59,6 +60,7 @@ def build(ctx: AppContext) -> NextTokenTab:
             prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=2, scale=4,
                                 max_length=v.MAX_PROMPT_CHARS, elem_id="next-prompt")
             button = gr.Button("Show next-token distribution", variant="primary", scale=1, elem_id="next-btn")
+        examples_with_note(TAB_ID, prompt)
         with gr.Row():
             temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature", elem_id="next-temperature")
             top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k (0 = off)", elem_id="next-top-k")
