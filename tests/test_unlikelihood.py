@@ -84,3 +84,14 @@ def test_greedy_continue_matches_full_forwards():
         for _ in range(6):
             ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], 1)
     assert torch.equal(out, ids)
+
+
+def test_own_only_marks_loops_but_not_copies_of_the_prefix():
+    prefix = [1, 2, 3, 4, 5]
+    cont = [1, 2, 3, 4, 7, 8, 9, 10, 7, 8, 9, 10]          # copies the prefix, then loops on itself
+    ids = torch.tensor([prefix + cont])
+    both = repeated_ngram_mask(ids, 4, start=len(prefix))[0, len(prefix):].tolist()
+    own = repeated_ngram_mask(ids, 4, start=len(prefix), own_only=True)[0, len(prefix):].tolist()
+    assert both[:4] == [True] * 4                           # the copy of the prefix counts as a repeat
+    assert own[:4] == [False] * 4                           # ... unless only the model's own text counts
+    assert both[8:] == own[8:] == [True] * 4                # the loop is marked either way

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "greedily and tokens of repeated 4-grams are penalised (against greedy loops)")
     g.add_argument("--ul-prefix", type=int, default=32, help="prefix tokens for --unlikelihood")
     g.add_argument("--ul-new", type=int, default=48, help="greedy tokens generated for --unlikelihood")
+    g.add_argument("--ul-own-only", action="store_true",
+                   help="penalise only repeats of the continuation's own n-grams, not copies of the prefix "
+                        "(keeps --unlikelihood from fighting in-context copying)")
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--grad-accum", type=int, default=1)
     g.add_argument("--lr", type=float, default=1e-3)

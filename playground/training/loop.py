@@ -163,7 +163,8 @@ def step(run: Run) -> tuple[float, float, float]:
         loss_sum += loss.item() / args.grad_accum
     if run.prefix_sampler is not None:
         prefixes, _ = run.prefix_sampler.sample(args.batch_size, run.rng)
-        ul, share = unlikelihood_loss(model, prefixes.to(run.device), args.ul_new, amp=run.amp)
+        ul, share = unlikelihood_loss(model, prefixes.to(run.device), args.ul_new, amp=run.amp,
+                                      own_only=args.ul_own_only)
         (args.unlikelihood * ul).backward()
     if args.clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)

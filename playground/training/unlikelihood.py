@@ -39,9 +39,14 @@ def greedy_continue(model: GPTModel, prefixes: torch.Tensor, n_new: int) -> torc
     return torch.cat(out, dim=1)
 
 
-def repeated_ngram_mask(ids: torch.Tensor, n: int = 4, start: int = 0) -> torch.Tensor:
+def repeated_ngram_mask(ids: torch.Tensor, n: int = 4, start: int = 0, own_only: bool = False) -> torch.Tensor:
     """``(B, T)`` bool: True at every token of an ``n``-gram that ends at or after
-    ``start`` and already occurred (ending) earlier in the same row."""
+    ``start`` and already occurred (ending) earlier in the same row.
+
+    ``own_only``: count only earlier n-grams that also end at or after ``start``, so
+    repeating the model's *own* continuation is marked but copying from the prefix is
+    not. That keeps the penalty off in-context copying (which copying rows teach) and
+    on loops."""
     batch, length = ids.shape
     mask = torch.zeros(batch, length, dtype=torch.bool)
     rows = ids.tolist()
@@ -51,12 +56,13 @@ def repeated_ngram_mask(ids: torch.Tensor, n: int = 4, start: int = 0) -> torch.
             gram = tuple(row[end - n:end])
             if gram in seen and end - 1 >= start:
                 mask[b, max(end - n, start):end] = True
-            seen.add(gram)
+            if not own_only or end - 1 >= start:
+                seen.add(gram)
     return mask.to(ids.device)
 
 
 def unlikelihood_loss(model: GPTModel, prefixes: torch.Tensor, n_new: int, n: int = 4,
-                      amp: bool = False) -> tuple[torch.Tensor, float]:
+                      amp: bool = False, own_only: bool = False) -> tuple[torch.Tensor, float]:
     """Mean ``-log(1 - p(token))`` over the continuation tokens that repeat an ``n``-gram,
     and the share of continuation tokens so marked (0 when the model did not loop).
 
@@ -70,7 +76,7 @@ def unlikelihood_loss(model: GPTModel, prefixes: torch.Tensor, n_new: int, n: in
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):
         logits = model(x)[:, p_len - 1:]                                       # (B, N, V) continuation only
     y = ids[:, p_len:]                                                         # (B, N)
-    mask = repeated_ngram_mask(ids, n, start=p_len)[:, p_len:]                 # (B, N)
+    mask = repeated_ngram_mask(ids, n, start=p_len, own_only=own_only)[:, p_len:]   # (B, N)
     logp = F.log_softmax(logits.float(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
     # log(1 - p) computed stably from log p; clamp keeps p == 1 finite.
     one_minus = torch.log1p(-logp.exp().clamp(max=1 - 1e-5))                  # (B, N)
