@@ -250,6 +250,29 @@ def test_experiments_show_their_figures(page, app_url):
     assert page.outside == []
 
 
+@pytest.mark.parametrize("tab, fig", [("attention", "#att-fig"), ("logit-lens", "#lens-fig"),
+                                      ("next-token", "#next-fig"), ("shapes", "#trace-fig")])
+def test_presentation_mode_puts_the_figure_first_and_large(browser, app_url, tab, fig):
+    """At a projector's 1280x720: the figure starts within the first 520 px, is at least 360 px tall,
+    and no text inside it is smaller than 16 px."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(f"{app_url}/?tab={tab}&prompt=The+cat+sat+on+the+mat.+The+cat+sat&present=1")
+        page.locator(f"{fig} .js-plotly-plot .main-svg").first.wait_for()
+        page.wait_for_function("document.body.classList.contains('presentation')")
+        box = page.locator(fig).bounding_box()
+        assert box["y"] < 520 and box["height"] >= 360, box
+        sizes = page.evaluate("""(sel) => [...document.querySelectorAll(sel + ' svg text')]
+            .filter(t => t.textContent.trim() && t.getBoundingClientRect().width > 0)
+            .map(t => parseFloat(getComputedStyle(t).fontSize))""", fig)
+        assert sizes and min(sizes) >= 16, sorted(sizes)[:5]
+        page.screenshot(path=str(ARTIFACTS / f"present-1280x720-{tab}.png"))
+    finally:
+        context.close()
+
+
 # ------------------------------------------------------------------------------------------ helpers
 
 

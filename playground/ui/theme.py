@@ -50,7 +50,17 @@ body.presentation {{
   --color-accent: #0033aa; --button-primary-background-fill: #0033aa;
   --button-primary-background-fill-hover: #002080; --button-primary-text-color: #fff;
 }}
-body.presentation .gradio-container {{ max-width: none !important; }}
+body.presentation .gradio-container {{ max-width: none !important; padding-top: 4px !important; }}
+/* A projector shows ~720 px: the open tab's main figure comes first, the controls after it. */
+body.presentation #title p {{ display: none; }}
+body.presentation #model-badge {{ font-size: var(--text-sm); }}
+/* The figure's own title says what it is: Gradio's label box over it would cover that title. */
+body.presentation [data-testid="block-label"] {{ display: none; }}
+body.presentation #title h1 {{ font-size: var(--text-xl); }}
+body.presentation #att-fig, body.presentation #trace-fig, body.presentation #lens-fig,
+body.presentation #next-fig, body.presentation #ablate-fig, body.presentation #attr-fig,
+body.presentation #patch-fig, body.presentation #compare-fig, body.presentation #surprisal-text {{ order: -2; }}
+body.presentation #att-note, body.presentation #patch-note, body.presentation #attr-note {{ order: -1; }}
 """
 
 # Runs once when the page loads; the toggle itself is wired to the checkbox in layout.py.
@@ -76,8 +86,29 @@ def launch_kwargs(max_upload_mb: int | None = None) -> dict[str, Any]:
                 max_file_size=mb * 2**20)
 
 
+PROJECTOR_TEXT = 18            # px: every text inside a figure in presentation mode (ticks, cells, legends)
+PROJECTOR_TITLE = 24
+PROJECTOR_HEIGHT = 480
+
+
 def style_figure(fig: go.Figure, present: bool = False) -> go.Figure:
-    """Larger fonts for a projector."""
-    if present:
-        fig.update_layout(font=dict(size=18), title_font_size=22, hoverlabel=dict(font_size=18))
+    """Presentation mode: every text of the figure at least ``PROJECTOR_TEXT`` px (titles larger), cell text
+    included, and a figure tall enough to read from the back of a room."""
+    if not present or fig is None:
+        return fig
+    fig.update_layout(font=dict(size=PROJECTOR_TEXT), title_font_size=PROJECTOR_TITLE,
+                      hoverlabel=dict(font_size=PROJECTOR_TEXT), legend_font_size=PROJECTOR_TEXT)
+    fig.update_xaxes(tickfont_size=PROJECTOR_TEXT, title_font_size=PROJECTOR_TEXT + 2)
+    fig.update_yaxes(tickfont_size=PROJECTOR_TEXT, title_font_size=PROJECTOR_TEXT + 2)
+    fig.update_annotations(font_size=PROJECTOR_TEXT)
+    for trace in fig.data:
+        if "textfont" in trace:
+            size = trace.textfont.size
+            if size is None or isinstance(size, (int, float)) and size < PROJECTOR_TEXT - 2:
+                trace.textfont.size = PROJECTOR_TEXT - 2
+        if "colorbar" in trace:
+            trace.colorbar.tickfont = dict(size=PROJECTOR_TEXT)
+            trace.colorbar.title.font = dict(size=PROJECTOR_TEXT)
+    if fig.layout.height is not None and fig.layout.height < PROJECTOR_HEIGHT:
+        fig.update_layout(height=PROJECTOR_HEIGHT)
     return fig
