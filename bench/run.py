@@ -370,6 +370,23 @@ class Bench:
                   f"{median(ok):.1f} s" if ok else "failed", "", "")
         self.add(t)
 
+    def run_patching(self, pair: C.Pair) -> None:
+        """Activation patching of every layer x position, batched vs one forward per cell (bench/patching.py)."""
+        from bench.patching import CLEAN, CORRUPTED, DISTRACTOR, TARGET, measure_patching
+        from playground.tokenizer import get_tokenizer
+
+        self.log("patching")
+        tok = get_tokenizer()
+        m = measure_patching(pair.ours, CLEAN, CORRUPTED, tok.encode(TARGET)[0], tok.encode(DISTRACTOR)[0],
+                             repeats=max(1, min(self.reps, 3)), tokenizer=tok)
+        t = Table(f"Activation patching, {m['n_layers']} layers x {m['n_tokens']} positions ({pair.name})",
+                  ["mode", "forwards", "median", "ratio"])
+        t.add("batched (one forward per layer)", m["forwards_batched"], f"{m['batched_s']:.1f} s", "1.00x")
+        t.add("one forward per cell", m["forwards_one_by_one"], f"{m['one_by_one_s']:.1f} s", f"{m['ratio']:.2f}x")
+        t.note = f"Largest difference between the two: {m['max_abs_diff']:.1e} (restored fraction)."
+        self.raw[f"patching_{pair.name}"] = {k: v for k, v in m.items()}
+        self.add(t)
+
     def run_memory(self, pair: C.Pair) -> None:
         """RSS after preparing each precision in turn, in a fresh process (bench/memory.py)."""
         self.log("memory")
@@ -476,7 +493,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=None, help="comma-separated: gpt2,gpt2-medium (default both)")
     p.add_argument("--sections",
-                   default="bandwidth,fidelity,decode,levers,prefill,batch,attention,misc,memory,threads")
+                   default="bandwidth,fidelity,decode,levers,prefill,batch,attention,misc,patching,memory,threads")
     p.add_argument("--lever-steps", type=int, default=32)
     p.add_argument("--weights", default=str(ROOT / "weights" / "default.safetensors"),
                    help="the shipped model, for the fidelity section")
@@ -527,10 +544,12 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.models.split(","):
             bench.log(f"building {name}")
             pair = C.make_pair(name, Path(tmp))
-            for section in ("decode", "levers", "prefill", "batch", "attention", "misc", "memory", "threads"):
+            for section in ("decode", "levers", "prefill", "batch", "attention", "misc", "patching", "memory",
+                            "threads"):
                 if section not in sections:
                     continue
-                if section in ("levers", "batch", "attention", "misc", "memory", "threads") and name != "gpt2":
+                if section in ("levers", "batch", "attention", "misc", "patching", "memory", "threads") \
+                        and name != "gpt2":
                     continue  # the 124M model only, to keep the run near 10 minutes
                 getattr(bench, f"run_{section}")(pair)
             del pair

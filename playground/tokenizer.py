@@ -82,6 +82,15 @@ class Tokenizer:
             return "\ufffd"
         return self.encoding.decode_single_token_bytes(token_id).decode("utf-8", errors="replace")
 
+    def token_label(self, token_id: int) -> str:
+        """Text of one token for display: a byte that is only part of a UTF-8 character shows as
+        ``<0xE2>`` (GPT-2 splits many characters, e.g. emoji, over two or three tokens), not as U+FFFD."""
+        if not 0 <= token_id < self.n_vocab:
+            return "\ufffd"
+        raw = self.encoding.decode_single_token_bytes(token_id)
+        text = raw.decode("utf-8", errors="surrogateescape")
+        return "".join(f"<0x{ord(c) - 0xDC00:02X}>" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in text)
+
     def token_texts(self, ids: list[int]) -> list[str]:
         return [self.token_text(i) for i in ids]
 

@@ -70,6 +70,8 @@ def test_figure_pairs_before_and_after(model):
     d = next_token_distribution(model, IDS, SamplingParams(top_k=2), show=4)
     fig = next_token_figure(d)
     assert [t.name for t in fig.data] == ["model (softmax)", "after top-p (sampled from)"]
-    assert len(fig.data[0].x) == 5 and fig.data[0].x[-1] == "(all other tokens)"
+    assert len(fig.data[0].x) == 4                       # the rest of the vocabulary is not a bar...
+    assert f"{d.other['model']:.1%}" in fig.layout.title.text   # ... but a number in the subtitle
+    assert fig.layout.yaxis.range[1] <= max(d.before + d.after) * 1.25 + 1e-9
     assert list(fig.data[1].y[:4]) == list(d.after) and fig.layout.barmode == "group"
     assert len(next_token_figure(d, stages=True).data) == 4

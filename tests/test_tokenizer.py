@@ -51,3 +51,12 @@ def test_no_network_used(monkeypatch):
         raise AssertionError("network")
     monkeypatch.setattr(tiktoken.load, "read_file", boom)
     assert Tokenizer().encode("Hello") == [15496]
+
+
+def test_partial_characters_are_labelled_by_their_bytes():
+    from playground.tokenizer import get_tokenizer
+    tok = get_tokenizer()
+    ids = tok.encode("🙂 café")
+    labels = [tok.token_label(i) for i in ids]
+    assert labels[0].startswith("<0xF0>") and all("\ufffd" not in lab for lab in labels)
+    assert labels[-1] == " café" and tok.token_label(tok.encode(" the")[0]) == " the"

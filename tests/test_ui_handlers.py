@@ -200,7 +200,7 @@ def test_generate_streams_tokens_stats_and_alternatives(snap):
     assert "**Prompt:** 2 tokens" in gv.stats() and "**generated:** 6 tokens" in gv.stats()
     caption, rows = gv.alternatives(0)
     assert caption.startswith("Token 1 of 6") and 5 <= len(rows) <= 6
-    assert any(r[4] == "◀ chosen" for r in rows)
+    assert any(r[4] == "◀ drawn" for r in rows)
     record = json.loads(gv.to_json())
     assert record["generated_tokens"] == 6 and record["settings"]["seed"] == 7
     assert gv.to_csv().splitlines()[0] == "step,token_id,token,prob,cropped,alternatives"

@@ -80,7 +80,8 @@ def make_label_fn(model: GPTModel, tokenizer: TokenizerLike | None = None,
     if label_fn is not None:
         return label_fn
     if tokenizer is not None and getattr(tokenizer, "n_vocab", None) == model.cfg.vocab_size:
-        return lambda i: visible(tokenizer.token_text(i))
+        label = getattr(tokenizer, "token_label", tokenizer.token_text)
+        return lambda i: visible(label(i))
     return lambda i: str(i)
 
 

@@ -88,7 +88,7 @@ def head_figure(cap: AttentionCapture, layer: int, head: int, *,
     fig = go.Figure(go.Heatmap(
         z=v["z"], x=v["keys"], y=v["queries"], customdata=_hover_data(cap, v), hovertemplate=_HOVER,
         name=f"L{layer} H{head}", colorscale=COLORSCALE, colorbar=_colorbar(log_scale),
-        zmin=math.log10(LOG_FLOOR) if log_scale else 0.0, zmax=0.0 if log_scale else None,
+        zmin=math.log10(LOG_FLOOR) if log_scale else 0.0, zmax=0.0 if log_scale else 1.0,
         hoverongaps=False,
     ))
     top = len(v["keys"]) <= KEYS_ON_TOP
@@ -138,7 +138,7 @@ def layer_figure(cap: AttentionCapture, layer: int, *,
     fig.update_layout(
         title=_title(f"Layer {layer}: all {h} heads (rows: queries, columns: keys)", v["notes"]),
         coloraxis=dict(colorscale=COLORSCALE, colorbar=_colorbar(log_scale),
-                       cmin=math.log10(LOG_FLOOR) if log_scale else 0.0, cmax=0.0 if log_scale else None),
+                       cmin=math.log10(LOG_FLOOR) if log_scale else 0.0, cmax=0.0 if log_scale else 1.0),
         plot_bgcolor="white", height=max(400, 220 * rows), margin=dict(t=110),
     )
     return fig
@@ -167,7 +167,7 @@ def aggregate_figure(cap: AttentionCapture, layer: int, *,
     fig.update_layout(
         title=_title(f"Layer {layer}: heads aggregated", v["notes"]),
         coloraxis=dict(colorscale=COLORSCALE, colorbar=_colorbar(log_scale),
-                       cmin=math.log10(LOG_FLOOR) if log_scale else 0.0, cmax=0.0 if log_scale else None),
+                       cmin=math.log10(LOG_FLOOR) if log_scale else 0.0, cmax=0.0 if log_scale else 1.0),
         plot_bgcolor="white", margin=dict(t=110),
     )
     return fig

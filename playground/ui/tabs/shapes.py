@@ -13,6 +13,7 @@ from ..views import shapes as shape_view
 
 TAB_ID = "shapes"
 LANG_CHOICES = [("English", "en"), ("中文", "zh")]
+TABLE_LABEL = {"en": "Steps (click a row for its explanation)", "zh": "步骤（点击一行查看说明）"}
 COLUMNS = ["order", "block", "step", "input", "output", "params", "explanation"]
 HEADERS = {"en": ["#", "block", "step", "input shape", "output shape", "parameters", "explanation"],
            "zh": ["#", "块", "步骤", "输入形状", "输出形状", "参数", "说明"]}
@@ -76,11 +77,11 @@ def compute(t: ShapesTab, ctx: AppContext):
             return {t.key: gr.skip()}
         tv = shape_view.trace_view(snap, prompt, language, full)
         table = tv.table()
-        rows = [[r[c] for c in COLUMNS] for r in table]
+        rows = [[f"{r[c]:,}" if c == "params" and isinstance(r[c], int) else r[c] for c in COLUMNS] for r in table]
         n = len(tv.trace.token_ids)
         note = tv.note or (f"{n} 个词元；第 0 块展开。" if tv.lang == "zh" else
                            f"{n} tokens; block 0 expanded, the other blocks as one row.")
-        return {t.table: gr.update(value=rows, headers=HEADERS[tv.lang]),
+        return {t.table: gr.update(value=rows, headers=HEADERS[tv.lang], label=TABLE_LABEL[tv.lang]),
                 t.figure: style_figure(tv.figure, present_on), t.note: note, t.detail: "",
                 t.json: export_file("shape-trace", "json", tv.to_json()),
                 t.csv: export_file("shape-trace", "csv", tv.to_csv()), t.rows: table, t.key: new_key}

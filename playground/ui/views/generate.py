@@ -82,7 +82,7 @@ class GenerationView:
 
     def highlighted(self) -> list[tuple[str, str | None]]:
         """The prompt unmarked, then each generated token with its probability band (see PROB_COLORS)."""
-        return [(self.prompt, None)] + [(s["token"], prob_band(s["prob"])) for s in self.steps]
+        return [(self.prompt, None)] + [(_shown(s["id"], s["token"]), prob_band(s["prob"])) for s in self.steps]
 
     def stats(self) -> str:
         line = (f"**Prompt:** {self.prompt_tokens:,} tokens · **generated:** {len(self.steps):,} tokens · "
@@ -106,11 +106,14 @@ class GenerationView:
             return "Generate some text, then click a token to see what else the model considered.", []
         i = len(self.steps) - 1 if step is None else max(0, min(int(step), len(self.steps) - 1))
         s = self.steps[i]
-        rows = [[r + 1, visible(t), tid, round(p, 4), "◀ chosen" if tid == s["id"] else ""]
+        rows = [[r + 1, visible(_shown(tid, t)), tid, round(p, 4), "◀ drawn" if tid == s["id"] else ""]
                 for r, (tid, t, p) in enumerate(s["top"])]
         if all(tid != s["id"] for tid, _, _ in s["top"]):
-            rows.append(["…", visible(s["token"]), s["id"], round(s["prob"], 4), "◀ chosen"])
-        caption = (f"Token {i + 1} of {len(self.steps)}: **{visible(s['token'])}** was drawn with probability "
+            rows.append(["…", visible(_shown(s["id"], s["token"])), s["id"], round(s["prob"], 4), "◀ drawn"])
+        label = visible(_shown(s["id"], s["token"]))
+        byte_note = (" (a token holding part of a character: GPT-2 splits some characters over two or three "
+                     "tokens, shown as their bytes)") if "<0x" in label else ""
+        caption = (f"Token {i + 1} of {len(self.steps)}: **{label}**{byte_note} was drawn with probability "
                    f"{s['prob']:.3f}. The {len(s['top'])} most likely tokens at that point:")
         return caption, rows
 
@@ -130,6 +133,11 @@ class GenerationView:
                              "alternatives": json.dumps([[t, round(p, 6)] for _, t, p in s["top"]],
                                                         ensure_ascii=False)}
                             for s in self.steps])
+
+
+def _shown(token_id: int, text: str) -> str:
+    """What the page shows for a token: its bytes (``<0xE2>``) where it is only part of a character."""
+    return get_tokenizer().token_label(token_id) if "\ufffd" in text else text
 
 
 def stream_generation(snap: Snapshot, req: GenerateRequest) -> Iterator[GenerationView]:

@@ -34,8 +34,8 @@ class ParamsView:
         tied = "tied head (counted once)" if bd.config.tie_embeddings else "separate output head"
         return (f"## {fmt_int(bd.total)} parameters\n"
                 f"{tied} · one block: {fmt_int(bd.per_block)} · without tying {fmt_int(bd.total_untied)}, "
-                f"with tying {fmt_int(bd.total_tied)} · memory: fp32 {mem['fp32'] / 2**20:,.1f} MiB, "
-                f"bf16 {mem['bf16'] / 2**20:,.1f} MiB, int8 {mem['int8'] / 2**20:,.1f} MiB")
+                f"with tying {fmt_int(bd.total_tied)} · memory: fp32 {fmt_bytes(mem['fp32'])}, "
+                f"bf16 {fmt_bytes(mem['bf16'])}, int8 {fmt_bytes(mem['int8'])}")
 
     def derivation(self) -> str:
         return "\n".join(self.breakdown.derivation())
@@ -52,6 +52,14 @@ class ParamsView:
         return {"config": self.config.to_dict(), "summary": self.breakdown.summary(),
                 "lines": self.breakdown.rows(), "derivation": self.breakdown.derivation(),
                 "comparison": self.comparison}
+
+
+def fmt_bytes(n: float) -> str:
+    """``1.2 GiB`` from a byte count (MiB below one GiB, KiB below one MiB)."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,.0f} bytes"
 
 
 PARAM_HEADERS = ["part", "formula", "numbers", "count", "x", "total", "share"]
