@@ -399,3 +399,12 @@ def test_inf_and_nan_never_reach_json(snap):
     text = av.to_json()
     assert "NaN" not in text and "Infinity" not in text
     assert not any(isinstance(x, float) and math.isnan(x) for x in json.loads(text)["weights"][0])
+
+
+def test_the_score_grid_figure_shows_the_score_the_table_shows(snap):
+    """One selector for both: the figure has no buttons of its own, it draws the chosen score."""
+    av = attention_view(snap, check_attention(snap, PROMPT, 0, 0, score="induction"))
+    fig = av.scores_figure
+    assert not fig.layout.updatemenus and len(fig.data) == 1 and fig.data[0].name == "induction"
+    headers, rows = av.grid()
+    assert [r[1:] for r in rows] == [[round(float(x), 3) for x in row] for row in fig.data[0].z.tolist()]

@@ -6,6 +6,7 @@ from typing import Any
 
 import gradio as gr
 
+from ...inspection.figures.attention import head_scores_figure
 from .. import validate as v
 from ..common import (DEFAULT_PROMPT, LIGHT, MODEL_QUEUE, PRIVATE, AppContext, examples_with_note, export_file,
                       guarded, wire_view)
@@ -121,13 +122,15 @@ def wire(t: AttentionTab, ctx: AppContext) -> None:
     inputs, outputs = t.inputs(ctx), t.outputs()
 
     @guarded
-    def ui_regrid(scores, sc):
+    def ui_regrid(scores, sc, present_on):
+        """One selector for the table and the figure: both show the chosen score."""
         if scores is None:
-            return gr.skip()
+            return {t.grid: gr.skip()}
         name = v.choice(sc, "Score", att_view.SCORE_CHOICES, default="previous_token")
         headers = ["layer"] + [f"head {i}" for i in range(scores.n_heads)]
         rows = [[l] + [round(float(x), 3) for x in scores.score(name)[l]] for l in range(scores.n_layers)]
-        return gr.update(value=rows, headers=headers)
+        return {t.grid: gr.update(value=rows, headers=headers),
+                t.scores_fig: style_figure(head_scores_figure(scores, name), present_on)}
 
     def ui_pick_head(evt: gr.SelectData):
         idx = evt.index
@@ -138,6 +141,6 @@ def wire(t: AttentionTab, ctx: AppContext) -> None:
     wire_view(t, ctx, ui_attention, [t.button.click, t.prompt.submit, t.layer.release, t.head.release,
                                      t.view.input, t.tokens_shown.release, t.window_start.submit,
                                      t.log_scale.input, t.hide_first.input])
-    t.score.input(ui_regrid, [t.scores, t.score], [t.grid], **LIGHT, **PRIVATE)
+    t.score.input(ui_regrid, [t.scores, t.score, ctx.present], [t.grid, t.scores_fig], **LIGHT, **PRIVATE)
     t.grid.select(ui_pick_head, None, [t.layer, t.head, t.view], **LIGHT, **PRIVATE).then(
         ui_attention, inputs, outputs, **MODEL_QUEUE, **PRIVATE)

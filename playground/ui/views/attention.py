@@ -136,5 +136,5 @@ def attention_view(snap: Snapshot, req: AttentionRequest, figures: bool = True) 
         notes.append("Head scores other than induction need at least 2 tokens: measured on random tokens.")
     elif len(req.prompt_ids) > SCORE_TOKENS:
         notes.append(f"Head scores use the last {SCORE_TOKENS} tokens.")
-    return AttentionView(fig, scores, head_scores_figure(scores) if figures else go.Figure(), cap, req,
+    return AttentionView(fig, scores, head_scores_figure(scores, req.score) if figures else go.Figure(), cap, req,
                          " ".join(n for n in notes if n))
