@@ -49,6 +49,11 @@ def build(ctx: AppContext) -> LogitLensTab:
         examples_with_note(TAB_ID, prompt)
         note = gr.Markdown()
         figure = gr.Plot(label="Logit lens", elem_id="lens-fig")
+        gr.Markdown("␣ is a space at the start of a token and ↵ a line break. The row *embeddings* is the "
+                    "prediction from each token alone, before any block has mixed in the context: it guesses the "
+                    "commonest next token overall. The books in the bundled model's corpus break lines every "
+                    "70 characters or so, so its middle blocks often guess ↵ until the last ones sharpen the "
+                    "prediction.", elem_classes="token-help")
         trajectory = gr.Plot(label="One prediction through the layers", elem_id="lens-traj")
         with gr.Row():
             json_btn = gr.DownloadButton("Download JSON", size="sm")
