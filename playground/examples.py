@@ -23,7 +23,7 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
     "generate": (
         Example("Every effort moves you",
                 "The book's own prompt (chapter 4). Greedy (temperature 0) gives the model's single most likely "
-                "text; raise the temperature for variety."),
+                "text, which soon repeats itself; a temperature of 0.8 with top-k 40 reads better."),
         Example("It is a truth universally acknowledged, that a single man",
                 "Austen's first line: the model has read her six novels, so it continues in her voice."),
         Example("Fellow-Citizens of the Senate and of the House of Representatives:",
@@ -37,11 +37,11 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
                 "The corpus has no fairy tales: the model answers in the voice it knows best."),
     ),
     "attention": (
-        Example(REPEATED_CAT,
-                "Open layer 4, head 1 (the induction head): each token of the second copy looks at the token "
-                "that followed it the first time."),
         Example(REPEATED_AUSTEN,
-                "A longer repeat: the induction head's diagonal stripe runs through the whole second copy."),
+                "Open layer 4, head 1 (the induction head): each token of the second copy looks at the token "
+                "that followed it the first time, a diagonal stripe."),
+        Example(REPEATED_CAT,
+                "A short repeat: layer 3, head 2 looks one token back; layer 4, head 1 looks for the earlier copy."),
         Example("Every effort moves you",
                 "Layer 3, head 2 is a previous-token head: every token looks at the one just before it."),
     ),
@@ -53,8 +53,8 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
                 "refine it."),
     ),
     "next-token": (
-        Example(REPEATED_CAT,
-                "' mat' wins because the sentence was shown before; try a high temperature or top-k 1."),
+        Example(REPEATED_AUSTEN,
+                "' in' wins because the sentence was shown before (the model copies it); try a high temperature."),
         Example("Every effort moves you",
                 "A wide distribution: top-p 0.9 keeps only the tokens that make up 90% of the mass."),
     ),

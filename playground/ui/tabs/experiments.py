@@ -23,8 +23,9 @@ SURPRISAL_NOTE = ("**What to look at:** the second copy of the sentence turns co
                   "it was shown — its induction head at work on your own text. Hover a token for the top guesses.")
 ABLATE_NOTE = ("**What to look at:** ablate the induction head (click it in the grid) and the copy fails: the "
                "right next token falls, and the greedy continuation stops repeating the passage.")
-ATTRIBUTE_NOTE = ("**What to look at:** which heads push the target up (blue) or down (red) directly; the parts "
-                  "add up to the model's own logit difference.")
+ATTRIBUTE_NOTE = ("**What to look at:** which heads push ' fortune' (the word the passage had the first time) "
+                  "above ' man' (blue) or below it (red), directly; the parts add up to the model's own logit "
+                  "difference. Heads act together: ablate the blue ones in the Ablate tab to see what each is worth.")
 PATCH_NOTE = ("**What to look at:** each cell puts one position of the clean run into the corrupted run before "
               "block l. 1 (dark blue) means that position, at that depth, carries the whole difference: early layers "
               "light up where the prompts differ; late layers at the last position, once the information has "
@@ -103,12 +104,12 @@ def build(ctx: AppContext) -> ExperimentsTab:
             with gr.Tab("Attribute", id="attribute", elem_id="tab-attribute"):
                 gr.Markdown(ATTRIBUTE_NOTE)
                 with gr.Row():
-                    t_prompt = gr.Textbox(value="The cat sat on the mat. The cat sat on the", label="Prompt",
+                    t_prompt = gr.Textbox(value=REPEATED, label="Prompt",
                                           lines=2, scale=4, max_length=v.MAX_PROMPT_CHARS, elem_id="attr-prompt")
                     with gr.Column(scale=2):
-                        t_target = gr.Textbox(value=" mat", label="Target token (a leading space matters)",
+                        t_target = gr.Textbox(value=" fortune", label="Target token (a leading space matters)",
                                               elem_id="attr-target")
-                        t_distractor = gr.Textbox(value=" floor", label="Distractor token (empty = none)",
+                        t_distractor = gr.Textbox(value=" man", label="Distractor token (empty = none)",
                                                   elem_id="attr-distractor")
                         t_button = gr.Button("Attribute", variant="primary", elem_id="attr-btn")
                 t_fig = gr.Plot(label="Direct logit attribution", elem_id="attr-fig")
