@@ -44,24 +44,22 @@ def hub_server(files: dict[str, bytes], repo: str, seen: list[str]) -> Iterator[
             self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
             self.end_headers()
 
-        def do_HEAD(self) -> None:
+        def _serve(self, method: str) -> None:
             body = self._body()
-            seen.append(f"HEAD {self.path}")
+            seen.append(f"{method} {self.path}")
             if body is None:
                 self.send_response(404)
                 self.end_headers()
-            else:
-                self._headers(body)
+                return
+            self._headers(body)
+            if method == "GET":
+                self.wfile.write(body)
+
+        def do_HEAD(self) -> None:
+            self._serve("HEAD")
 
         def do_GET(self) -> None:
-            body = self._body()
-            seen.append(f"GET {self.path}")
-            if body is None:
-                self.send_response(404)
-                self.end_headers()
-            else:
-                self._headers(body)
-                self.wfile.write(body)
+            self._serve("GET")
 
         def log_message(self, *args) -> None:
             pass
