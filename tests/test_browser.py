@@ -273,6 +273,30 @@ def test_presentation_mode_puts_the_figure_first_and_large(browser, app_url, tab
         context.close()
 
 
+TAB_LABELS = {"generate": "Generate", "attention": "Attention", "shapes": "Shapes", "walkthrough": "Step by step",
+              "parameters": "Parameters", "logit-lens": "Logit lens", "next-token": "Next token",
+              "experiments": "Experiments", "model": "Model"}
+
+
+@pytest.mark.parametrize("mode, size", [("present", (1280, 720)), ("normal", (1440, 900))])
+def test_screenshots_of_every_tab(browser, app_url, mode, size):
+    """tests/artifacts/screen-{mode}-{tab}.png for a person to look at (each tab opened by a deep link)."""
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        for tab, label in TAB_LABELS.items():
+            page.goto(f"{app_url}/?tab={tab}" + ("&present=1" if mode == "present" else ""))
+            page.locator("#model-badge").get_by_text("tiny").wait_for()
+            page.wait_for_function("(t) => [...document.querySelectorAll('[role=tab]')].some("
+                                   "e => e.getAttribute('aria-selected') === 'true' && e.innerText.includes(t))",
+                                   arg=label)
+            page.wait_for_timeout(1500)                     # let the linked view draw
+            page.screenshot(path=str(ARTIFACTS / f"screen-{mode}-{tab}.png"))
+    finally:
+        context.close()
+
+
 # ------------------------------------------------------------------------------------------ helpers
 
 

@@ -61,6 +61,8 @@ body.presentation #att-fig, body.presentation #trace-fig, body.presentation #len
 body.presentation #next-fig, body.presentation #ablate-fig, body.presentation #attr-fig,
 body.presentation #patch-fig, body.presentation #compare-fig, body.presentation #surprisal-text {{ order: -2; }}
 body.presentation #att-note, body.presentation #patch-note, body.presentation #attr-note {{ order: -1; }}
+body.presentation #p-summary {{ order: -3; }}
+body.presentation #p-figs {{ order: -2; }}
 """
 
 # Runs once when the page loads; the toggle itself is wired to the checkbox in layout.py.

@@ -58,7 +58,7 @@ def build(ctx: AppContext) -> ParametersTab:
         summary = gr.Markdown(initial.summary_markdown(), elem_id="p-summary")
         compare = gr.Markdown(elem_id="p-compare")
         tree_fig, bar_fig = initial.figures()
-        with gr.Row():
+        with gr.Row(elem_id="p-figs"):
             treemap = gr.Plot(tree_fig, label="Where the parameters are", elem_id="p-treemap")
             bar = gr.Plot(bar_fig, label="Per part", elem_id="p-bar")
         table = gr.Dataframe(initial.rows(), headers=param_view.PARAM_HEADERS, interactive=False, wrap=True,
