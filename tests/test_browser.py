@@ -273,6 +273,21 @@ def test_presentation_mode_puts_the_figure_first_and_large(browser, app_url, tab
         context.close()
 
 
+def test_a_link_with_a_seed_reproduces_the_same_text(page, app_url):
+    link = f"{app_url}/?tab=generate&prompt=Once+upon+a+time&max_new_tokens=12&temperature=0.9&top_k=20&seed=7"
+    texts = []
+    for _ in range(2):
+        page.goto(link)
+        page.wait_for_function("() => document.querySelector('#max-new input[type=number]')?.value === '12'")
+        assert page.input_value("#gen-seed input") == "7"
+        assert page.input_value("#gen-temperature input[type=number]") == "0.9"
+        page.click("#generate-btn")
+        expect_text(page, "#gen-stats", "generated: 12")
+        page.wait_for_function("() => !document.querySelector('#gen-stats').innerText.includes('generating')")
+        texts.append(page.input_value("#gen-text textarea"))
+    assert texts[0] == texts[1] and texts[0].startswith("Once upon a time") and len(texts[0]) > 20
+
+
 TAB_LABELS = {"generate": "Generate", "attention": "Attention", "shapes": "Shapes", "walkthrough": "Step by step",
               "parameters": "Parameters", "logit-lens": "Logit lens", "next-token": "Next token",
               "experiments": "Experiments", "model": "Model"}
