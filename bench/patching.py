@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Callable
 
 import torch
 
+from bench.measure import interleaved
 from playground.config import PRESETS, GPTConfig
 from playground.inspection.patching import patch_residual
 from playground.model import GPTModel
@@ -26,20 +26,6 @@ SMALL = GPTConfig(vocab_size=50257, context_length=64, emb_dim=64, n_heads=4, n_
 CLEAN = "Yesterday, when Mary and John went to the store, John gave a drink to"
 CORRUPTED = "Yesterday, when Mary and John went to the store, Mary gave a drink to"
 TARGET, DISTRACTOR = " Mary", " John"
-
-
-def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each function, after one untimed warm-up call each; order rotates every round."""
-    names = list(fns)
-    for name in names:
-        fns[name]()
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def measure_patching(model: GPTModel, clean, corrupted, target: int, distractor: int, repeats: int = 3,
@@ -53,7 +39,7 @@ def measure_patching(model: GPTModel, clean, corrupted, target: int, distractor:
                                         one_by_one=one_by_one)
         return go
 
-    times = _interleaved({"batched": runner("batched", False), "one_by_one": runner("one_by_one", True)}, repeats)
+    times = interleaved({"batched": runner("batched", False), "one_by_one": runner("one_by_one", True)}, repeats)
     a, b = last["batched"], last["one_by_one"]
     diff = max(abs(x - y) for ra, rb in zip(a.restored, b.restored) for x, y in zip(ra, rb))
     batched, single = statistics.median(times["batched"]), statistics.median(times["one_by_one"])

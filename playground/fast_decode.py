@@ -27,6 +27,7 @@ asked for, so memory stays at about the model plus two prepared copies.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from dataclasses import dataclass
@@ -48,8 +49,20 @@ DEFAULT_PRECISION = "fp32"
 _ONEDNN = torch.ops.mkldnn
 
 
-def _onednn_ok(device: torch.device) -> bool:
-    return device.type == "cpu" and torch.backends.mkldnn.is_available()
+def _onednn_ok(device: torch.device, dtype: torch.dtype) -> bool:
+    """oneDNN's prepacked layout for ``dtype`` works on this machine's CPU (probed once per dtype)."""
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and _onednn_packs(dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _onednn_packs(dtype: torch.dtype) -> bool:
+    """Whether oneDNN can prepack a ``dtype`` weight here: its bf16 path needs AVX-512 (BW/VL/DQ) or
+    AVX-NE-CONVERT, which some CPUs (e.g. AMD EPYC before Zen 4) lack; then the plain ``F.linear`` serves."""
+    try:
+        _ONEDNN._reorder_linear_weight(torch.zeros(8, 8, dtype=dtype), 1)
+        return True
+    except RuntimeError:
+        return False
 
 
 class PackedLinear:
@@ -82,15 +95,12 @@ class PackedLinear:
         w = weight.to(dtype).contiguous()  # fp32: the parameter itself, no copy
         self.bias = bias.to(dtype) if bias is not None else None
         if backend is None:
-            backend = "onednn" if _onednn_ok(w.device) else "dense"
+            backend = "onednn" if _onednn_ok(w.device, dtype) else "dense"
         if backend == "onednn":
-            try:
-                self.mode = "onednn"
-                self.weight = _ONEDNN._reorder_linear_weight(w, 1)  # blocked for small batches
-                return
-            except RuntimeError:   # this CPU lacks the instructions oneDNN needs for this dtype
-                pass
-        self.mode, self.weight = "dense", w
+            self.mode = "onednn"
+            self.weight = _ONEDNN._reorder_linear_weight(w, 1)  # blocked for small batches
+        else:
+            self.mode, self.weight = "dense", w
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "onednn":

@@ -8,6 +8,7 @@ highlights nothing for it).
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -104,8 +105,14 @@ def _find_lines(text: str, anchor: str, lines: Sequence[str]) -> list[int | None
     return found
 
 
+@lru_cache(maxsize=None)
+def source_text(src: str) -> str:
+    """The text of one of ``SOURCE_FILES``, read once: the line numbers are resolved against it."""
+    return SOURCE_FILES[src].read_text(encoding="utf-8")
+
+
 def _resolve_code() -> dict[str, tuple[int | None, ...]]:
-    texts = {src: path.read_text(encoding="utf-8") for src, path in SOURCE_FILES.items()}
+    texts = {src: source_text(src) for src in SOURCE_FILES}
     out = {sid: tuple(_find_lines(texts[src], anchor, lines)) for sid, (src, anchor, lines) in _CODE.items()}
     missing = missing_code_lines(out)
     if missing:   # the model's source changed under the tour: the UI highlights nothing for these

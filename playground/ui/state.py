@@ -41,6 +41,7 @@ class Snapshot:
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
     _sha256: list[str | None] = field(default_factory=lambda: [None])
+    _card: list[ModelCard | None] = field(default_factory=lambda: [None])   # set with the sha256
     # Unique across holders and processes' lifetimes: the cache key of everything derived from this model
     # (``generation`` restarts at 1 in every holder, so two holders' models would share cache entries).
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -51,8 +52,9 @@ class Snapshot:
 
     @property
     def card(self) -> ModelCard | None:
-        """The file's model card (``<weights>.card.json``), once its sha256 is known and matches."""
-        return card_for(self.path, self.sha256)
+        """The file's model card (``<weights>.card.json``), once its sha256 is known and matches
+        (read once, when the file is hashed: the header asks for it on every refresh)."""
+        return self._card[0]
 
     def info(self) -> dict[str, Any]:
         cfg = self.model.cfg
@@ -198,9 +200,12 @@ class ModelHolder:
     def _hash(self, snap: Snapshot) -> None:
         def work() -> None:
             try:
-                snap._sha256[0] = sha256_file(snap.path)
+                digest = sha256_file(snap.path)
             except OSError:
-                snap._sha256[0] = None
+                digest = None
+            snap._card[0] = card_for(snap.path, digest)     # before the sha256: a reader never sees one
+            snap._sha256[0] = digest                         # without the other
+
         if self.hash_in_background:
             threading.Thread(target=work, name="sha256", daemon=True).start()
         else:

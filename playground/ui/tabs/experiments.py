@@ -13,8 +13,6 @@ from .. import validate as v
 from ..common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded
 from ..theme import style_figure
 from ..views import experiments as ex
-from ..views.attention import scores_for
-from ..common import encode
 
 TAB_ID = "experiments"
 REPEATED = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
@@ -70,10 +68,6 @@ class ExperimentsTab:
     def link_controls(self) -> dict[str, Any]:
         return {"prompt": self.s_prompt, "heads": self.a_heads, "mlps": self.a_mlps, "target": self.t_target,
                 "distractor": self.t_distractor, "clean": self.p_clean, "corrupted": self.p_corrupted}
-
-
-def _box(label: str, value: str, elem_id: str, lines: int = 2) -> gr.Textbox:
-    return gr.Textbox(value=value, label=label, lines=lines, max_length=v.MAX_PROMPT_CHARS, elem_id=elem_id)
 
 
 def build(ctx: AppContext) -> ExperimentsTab:
@@ -176,11 +170,9 @@ def wire(t: ExperimentsTab, ctx: AppContext) -> None:
     def ui_ablate(prompt, heads, mlps, present_on):
         snap = ctx.need_model()
         a = ex.ablation_view(snap, prompt, heads, mlps)
-        scores = scores_for(snap, tuple(encode(snap, v.prompt(prompt))))
-        rows = [[f"L{l}"] + [round(float(x), 2) for x in scores.score("induction")[l]]
-                for l in range(scores.n_layers)]
+        headers, rows = ex.induction_grid(snap, prompt)
         return {t.a_fig: style_figure(figs.ablation_figure(a), present_on), t.a_text: _greedy_line(a),
-                t.a_grid: gr.update(value=rows, headers=["layer"] + [f"H{h}" for h in range(scores.n_heads)]),
+                t.a_grid: gr.update(value=rows, headers=headers),
                 t.json: out("ablation", a)}
 
     def ui_pick_head(heads, evt: gr.SelectData):

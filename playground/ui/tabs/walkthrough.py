@@ -11,6 +11,7 @@ import gradio as gr
 from ...inspection.figures.walkthrough import kv_cache_figure, step_figure
 from ...inspection.walkthrough import STEP_IDS, Walkthrough
 from .. import validate as v
+from ...inspection.export import dumps
 from ..common import DEFAULT_PROMPT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded
 from ..theme import style_figure
 from ..views import walkthrough as walk_view
@@ -40,17 +41,13 @@ class WalkthroughTab:
     kv_fig: gr.Plot
     kv_text: gr.Markdown
     json: gr.DownloadButton
-    state: gr.State
-
-    @property
-    def key(self) -> gr.State:
-        return self.state
+    key: gr.State             # which walkthrough (model, prompt, block, head) the page shows
 
     def inputs(self, ctx: AppContext) -> list:
         return [self.prompt, self.layer, self.head, self.step, ctx.present]
 
     def outputs(self) -> list:
-        return [self.step, self.title, self.figure, self.code, self.explanation, self.state, self.note, self.json]
+        return [self.step, self.title, self.figure, self.code, self.explanation, self.note, self.json, self.key]
 
     def link_controls(self) -> dict[str, Any]:
         return {"prompt": self.prompt, "layer": self.layer, "head": self.head, "step": self.step}
@@ -88,9 +85,9 @@ def build(ctx: AppContext) -> WalkthroughTab:
             kv_fig = gr.Plot(label="Cache and work per token", elem_id="kv-fig")
             kv_text = gr.Markdown(elem_id="kv-text")
         json_btn = gr.DownloadButton("Download JSON (all steps)", size="sm")
-        state = gr.State(None)
+        key = gr.State(None)
     return WalkthroughTab(tab, prompt, layer, head, step, prev, nxt, play, pause, title, figure, code,
-                          explanation, note, kv_new, kv_button, kv_fig, kv_text, json_btn, state)
+                          explanation, note, kv_new, kv_button, kv_fig, kv_text, json_btn, key)
 
 
 def step_outputs(t: WalkthroughTab, wt: Walkthrough, i: int, present_on: bool) -> dict:
@@ -103,28 +100,42 @@ def step_outputs(t: WalkthroughTab, wt: Walkthrough, i: int, present_on: bool) -
             t.explanation: f"{s.explanation['en']}\n\n<span lang='zh'>{s.explanation['zh']}</span>"}
 
 
-def wire(t: WalkthroughTab, ctx: AppContext) -> None:
+def compute(t: WalkthroughTab, ctx: AppContext):
+    """The step's handler, ``fn(*inputs, key)``: a step of the walkthrough of (model, prompt, block, head).
+
+    The walkthrough itself is cached per model and input (``views.walkthrough``); its JSON download is
+    written only when ``key`` says the page shows another walkthrough, not on every step."""
     @guarded
-    def ui_show(prompt, layer, head, step, present_on, wt=None):
-        """``wt`` (the session's last walkthrough) is not trusted: the view is cached per model and input."""
-        wt = walk_view.walkthrough_view(ctx.need_model(), prompt, layer, head)
-        i = walk_view.step_index(step)
-        return {**step_outputs(t, wt, i, present_on), t.state: wt, t.note: wt.note,
-                t.json: export_file("walkthrough", "json", _json(wt))}
+    def ui_show(prompt, layer, head, step, present_on, key=None):
+        snap = ctx.need_model()
+        wt = walk_view.walkthrough_view(snap, prompt, layer, head)
+        out = step_outputs(t, wt, walk_view.step_index(step), present_on)
+        new_key = (snap.uid, prompt, wt.layer, wt.head)
+        if key != new_key:
+            out.update({t.note: wt.note, t.json: export_file("walkthrough", "json", dumps(wt.data())),
+                        t.key: new_key})
+        return out
+    return ui_show
+
+
+def wire(t: WalkthroughTab, ctx: AppContext) -> None:
+    ui_show = compute(t, ctx)
 
     def move(delta: int):
         @guarded
-        def ui_move(prompt, layer, head, step, present_on, wt):
+        def ui_move(prompt, layer, head, step, present_on, key):
             i = min(max(walk_view.step_index(step) + delta, 0), len(STEP_IDS) - 1)
-            return ui_show(prompt, layer, head, i, present_on, wt)
+            return ui_show(prompt, layer, head, i, present_on, key)
         return ui_move
 
     @guarded
-    def ui_play(prompt, layer, head, step, present_on, wt):
+    def ui_play(prompt, layer, head, step, present_on, key):
         start = walk_view.step_index(step)
         start = 0 if start >= len(STEP_IDS) - 1 else start
         for i in range(start, len(STEP_IDS)):
-            yield ui_show(prompt, layer, head, i, present_on, wt)
+            out = ui_show(prompt, layer, head, i, present_on, key)
+            key = out.get(t.key, key)
+            yield out
             if i + 1 < len(STEP_IDS):
                 time.sleep(PLAY_SECONDS)
 
@@ -142,28 +153,14 @@ def wire(t: WalkthroughTab, ctx: AppContext) -> None:
                 f"{''.join(trace.generated_tokens)!r}. {trace.note}")
         return {t.kv_fig: style_figure(kv_cache_figure(trace), present_on), t.kv_text: text}
 
-    inputs, outputs = t.inputs(ctx), t.outputs()
+    inputs, outputs = t.inputs(ctx) + [t.key], t.outputs()
     run = dict(**MODEL_QUEUE, **PRIVATE)
     for trig in (t.prompt.submit, t.layer.release, t.head.release, t.step.release):
         trig(ui_show, inputs, outputs, trigger_mode="always_last", **run)
-    t.prev.click(move(-1), inputs + [t.state], outputs, **run)
-    t.next.click(move(+1), inputs + [t.state], outputs, **run)
-    playing = t.play.click(ui_play, inputs + [t.state], outputs, **run)
+    t.prev.click(move(-1), inputs, outputs, **run)
+    t.next.click(move(+1), inputs, outputs, **run)
+    playing = t.play.click(ui_play, inputs, outputs, **run)
     t.pause.click(None, None, None, cancels=[playing], **PRIVATE)
     t.kv_button.click(ui_kv, [t.prompt, t.kv_new, ctx.present], [t.kv_fig, t.kv_text], **run)
     t.tab.select(ui_show, inputs, outputs, **run)
 
-
-def _json(wt: Walkthrough) -> str:
-    from ...inspection.export import dumps
-    return dumps(wt.data())
-
-
-def compute(t: WalkthroughTab, ctx: AppContext):
-    """For deep links: draw the linked step (``fn(*inputs, key)``)."""
-    @guarded
-    def ui_linked(prompt, layer, head, step, present_on, key=None):
-        wt = walk_view.walkthrough_view(ctx.need_model(), prompt, layer, head)
-        i = walk_view.step_index(step)
-        return {**step_outputs(t, wt, i, present_on), t.state: wt, t.note: wt.note}
-    return ui_linked

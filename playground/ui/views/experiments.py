@@ -19,6 +19,7 @@ from ...tokenizer import get_tokenizer
 from .. import validate as v
 from ..common import LRU, crop_note, encode
 from ..state import Snapshot
+from .attention import scores_for
 from ..validate import InputError
 
 PATCH_TOKENS = 64             # patching runs layers x positions forward passes
@@ -57,6 +58,15 @@ def ablation_view(snap: Snapshot, prompt: Any, heads: Any = "", mlps: Any = "",
     n = v.whole(continue_tokens, "Continuation tokens", 0, 100, default=CONTINUE_TOKENS)
     result = ablate(snap.model, ids, head_list, mlp_list, tokenizer=get_tokenizer(), continue_tokens=n)
     return _noted(result, note)
+
+
+def induction_grid(snap: Snapshot, prompt: Any) -> tuple[list[str], list[list[Any]]]:
+    """Headers and rows of the induction score per head (``L{l}`` by ``H{h}``), for the Ablate tab's
+    clickable grid; the prompt cropped as the ablation crops it."""
+    ids, _ = _ids(snap, prompt, what="ablation")
+    scores = scores_for(snap, tuple(ids))
+    rows = [[f"L{l}"] + [round(float(x), 2) for x in scores.score("induction")[l]] for l in range(scores.n_layers)]
+    return ["layer"] + [f"H{h}" for h in range(scores.n_heads)], rows
 
 
 def attribution_view(snap: Snapshot, prompt: Any, target: Any, distractor: Any = "") -> Attribution:

@@ -9,8 +9,8 @@ from typing import Any
 from ...generation import generate
 from ...inspection.kv_view import KVTrace, kv_cache_trace
 from ...inspection.sampling_tree import SamplingTree, sampling_tree
-from ...inspection.walkthrough import STEP_IDS, Walkthrough, WalkStep, walkthrough
-from ...inspection.walkthrough_code import SOURCE_FILES
+from ...inspection.walkthrough import MAX_TOKENS, STEP_IDS, Walkthrough, WalkStep, walkthrough
+from ...inspection.walkthrough_code import SOURCE_FILES, source_text
 from ...sampling import SamplingParams
 from ...tokenizer import get_tokenizer
 from .. import validate as v
@@ -27,9 +27,10 @@ def walkthrough_view(snap: Snapshot, prompt: Any, layer: Any = 0, head: Any = 0)
     text = v.prompt(prompt)
     lay = v.index(layer, "Layer", cfg.n_layers)
     hd = v.index(head, "Head", cfg.n_heads)
-    ids = tuple(encode(snap, text))
-    return _walks.get((snap.uid, ids[:64], lay, hd),
-                      lambda: walkthrough(snap.model, list(ids), lay, hd, tokenizer=get_tokenizer()))
+    ids = encode(snap, text)
+    # The walkthrough reads the first MAX_TOKENS ids; its note also says how many the prompt had.
+    return _walks.get((snap.uid, tuple(ids[:MAX_TOKENS]), len(ids), lay, hd),
+                      lambda: walkthrough(snap.model, ids, lay, hd, tokenizer=get_tokenizer()))
 
 
 def step_index(step: Any) -> int:
@@ -43,11 +44,7 @@ def step_index(step: Any) -> int:
 
 def code_html(step: WalkStep) -> str:
     """The source around the step's lines, the running ones highlighted (HTML, escaped)."""
-    path = SOURCE_FILES.get(step.source)
-    try:
-        source = path.read_text(encoding="utf-8").splitlines() if path else []
-    except OSError:
-        source = []
+    source = source_text(step.source).splitlines() if step.source in SOURCE_FILES else []
     lines = [n for n in step.lines if n]
     if not source or not lines:
         body = "\n".join(html.escape(c) for c in step.code)
