@@ -22,6 +22,7 @@ from ..compare import Comparison
 from ..inputs import visible
 from ..patching import Patching
 from ..surprisal import Surprisal
+from .axes import short
 
 FONT = 16
 TITLE_FONT = 20
@@ -33,13 +34,9 @@ LABEL_CHARS = 16
 BEFORE, AFTER = "#9e9e9e", "#08519c"
 
 
-def _short(label: str, limit: int = LABEL_CHARS) -> str:
-    return label if len(label) <= limit else label[: limit - 1] + "\u2026"
-
-
 def _left_margin(labels: Sequence[str]) -> int:
     """Pixels for the longest y tick label at 16 px (about 10 px a character)."""
-    return 40 + 10 * max((len(_short(x)) for x in labels), default=4)
+    return 40 + 10 * max((len(short(x, LABEL_CHARS)) for x in labels), default=4)
 
 
 def _style(fig: go.Figure, title: str, height: int, left: int = 80, bottom: int = 80) -> go.Figure:
@@ -87,7 +84,7 @@ def surprisal_figure(s: Surprisal, *, per_row: int = TOKENS_PER_ROW) -> go.Figur
     for i in range(n):
         r, c = divmod(i, per_row)
         z[r][c] = s.surprisal_bits[i]
-        text[r][c] = html.escape(_short(s.tokens[i], 10))
+        text[r][c] = html.escape(short(s.tokens[i], 10))
         hover[r][c] = html.escape(_guesses(s, i)).replace("\n", "<br>")
     fig = go.Figure(go.Heatmap(
         z=z, text=text, customdata=hover, texttemplate="%{text}", textfont=dict(size=FONT),
@@ -145,7 +142,8 @@ def surprisal_html(s: Surprisal) -> str:
 def _bars(fig: go.Figure, rows: Sequence[dict], col: int, colour: str, name: str) -> None:
     rows = list(rows)[::-1]                    # most likely at the top
     fig.add_trace(go.Bar(
-        x=[r["prob"] for r in rows], y=[html.escape(f"{_short(r['token'])} ") for r in rows], orientation="h",
+        x=[r["prob"] for r in rows], y=[html.escape(f"{short(r['token'], LABEL_CHARS)} ") for r in rows],
+        orientation="h",
         marker_color=colour, name=name, text=[_pct(r["prob"]) for r in rows], textposition="outside",
         textfont=dict(size=FONT), cliponaxis=False,
         customdata=[r["token_id"] for r in rows],
@@ -169,15 +167,15 @@ def _two_distributions(left: Sequence[dict], right: Sequence[dict], titles: tupl
 def ablation_figure(a: Ablation) -> go.Figure:
     """Next-token top-k of the intact model (left) and the ablated one (right)."""
     what = ", ".join(a.head_names + [f"MLP {l}" for l in a.mlps]) or "nothing"
-    sub = f"ablated: {html.escape(_short(what, 80))}; KL(before || after) = {a.kl_bits:.3f} bits"
+    sub = f"ablated: {html.escape(short(what, 80))}; KL(before || after) = {a.kl_bits:.3f} bits"
     return _two_distributions(a.before, a.after, ("before (intact)", "after (ablated)"),
                               f"Next token with and without the ablation<br><span style='font-size:16px'>{sub}</span>")
 
 
 def comparison_figure(c: Comparison) -> go.Figure:
     """Next-token top-k of prompt A (left) and prompt B (right)."""
-    end_a = html.escape(_short("".join(c.a.tokens[-4:]), 30))
-    end_b = html.escape(_short("".join(c.b.tokens[-4:]), 30))
+    end_a = html.escape(short("".join(c.a.tokens[-4:]), 30))
+    end_b = html.escape(short("".join(c.b.tokens[-4:]), 30))
     sub = f"KL(A || B) = {c.kl_bits:.3f} bits"
     return _two_distributions(c.a.top, c.b.top, (f"A: …{end_a}", f"B: …{end_b}"),
                               f"Two prompts, two predictions<br><span style='font-size:16px'>{sub}</span>")
@@ -236,7 +234,7 @@ def patching_figure(p: Patching) -> go.Figure:
     else:
         x_title, xs = "corrupted prompt token (position)", list(range(n_cols))
         step = 1 if n_cols <= 48 else -(-n_cols // 32)                      # about 32 labels when long
-        ticks = [html.escape(_short(t, 10) if step == 1 else f"{i} {_short(t, 10)}") for i, t in enumerate(p.tokens)]
+        ticks = [html.escape(short(t, 10) if step == 1 else f"{i} {short(t, 10)}") for i, t in enumerate(p.tokens)]
         xs, ticks = xs[::step], ticks[::step]
         y_title, hover = "resid_pre of block", "block %{y}, position %{x}: %{z:.3f}<extra></extra>"
     fig = go.Figure(go.Heatmap(
