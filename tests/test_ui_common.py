@@ -130,3 +130,14 @@ def test_a_load_failing_with_any_error_says_why(tmp_path, monkeypatch, caplog):
     assert any(r.exc_info for r in caplog.records)
     with pytest.raises(gr.Error, match="CUDA out of memory"):
         holder.require()
+
+
+def test_the_example_note_matches_the_prompt_shown_at_start():
+    """The note under the examples describes the prompt in the box, not the first example."""
+    from playground.examples import note_for
+    from playground.ui.common import DEFAULT_PROMPT
+    with gr.Blocks():
+        box = gr.Textbox(value=DEFAULT_PROMPT)
+        note = common.examples_with_note("attention", box)
+    assert note.value == f"**What to look at:** {note_for('attention', DEFAULT_PROMPT)}"
+    assert "previous-token head" in note.value

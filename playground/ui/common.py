@@ -111,8 +111,8 @@ def examples_with_note(tab_id: str, prompt: gr.Textbox) -> gr.Markdown:
     (call inside the tab's layout; it follows the prompt box, empty for the user's own text)."""
     gr.Examples(ex.prompts(tab_id), inputs=[prompt], label="Example prompts", cache_examples=False,
                 api_visibility="private")
-    first = ex.prompts(tab_id)[0] if ex.prompts(tab_id) else ""
-    note = gr.Markdown(_note_text(tab_id, first), elem_id=f"{tab_id}-example-note", elem_classes="example-note")
+    note = gr.Markdown(_note_text(tab_id, prompt.value), elem_id=f"{tab_id}-example-note",
+                       elem_classes="example-note")
     prompt.change(lambda p: _note_text(tab_id, p), [prompt], [note], show_progress="hidden", **LIGHT, **PRIVATE)
     return note
 
