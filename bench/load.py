@@ -78,15 +78,18 @@ def small_model(folder: Path) -> Path:
 class Server:
     """``app.py`` in a child process on a free loopback port."""
 
-    def __init__(self, weights: Path, queue_size: int, log: Path) -> None:
+    def __init__(self, weights: Path, queue_size: int, log: Path, root: Path = ROOT, threads: int | None = 1) -> None:
+        """``root``: the checkout whose ``app.py`` runs; ``threads``: torch's threads (None: its default)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-               "HF_HUB_OFFLINE": "1", "PLAYGROUND_QUEUE_SIZE": str(queue_size), "PLAYGROUND_DEVICE": "cpu"}
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+               "PLAYGROUND_QUEUE_SIZE": str(queue_size), "PLAYGROUND_DEVICE": "cpu"}
+        if threads is not None:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         self.log = open(log, "w")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--weights", str(weights),
+        self.proc = subprocess.Popen([sys.executable, str(Path(root) / "app.py"), "--weights", str(weights),
                                       "--host", "127.0.0.1", "--port", str(self.port)],
-                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+                                     cwd=root, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.time() + timeout
@@ -297,7 +300,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue-size", type=int, default=64, help="the server's queue size (default 64)")
     p.add_argument("--max-growth-mb", type=float, default=64, help="allowed RSS growth after warm-up (default 64)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--scaling", action="store_true",
+                   help="instead: only /generate, 1, 8 and 32 clients, on the bundled model and a random gpt2 "
+                        "(bench.load_scaling); --tokens (default 50 there), --seconds per level")
+    p.add_argument("--root", type=Path, default=ROOT, help="with --scaling: the checkout whose app.py is served")
+    p.add_argument("--models", default="bundled,gpt2", help="with --scaling: bundled, gpt2 or both")
     args = p.parse_args(argv)
+    if args.scaling:
+        from . import load_scaling
+        tokens = args.tokens if "--tokens" in (argv or sys.argv) else 50
+        seconds = args.seconds if "--seconds" in (argv or sys.argv) else 20
+        results = load_scaling.run(tokens, seconds, root=args.root, threads=None,
+                                   models=tuple(args.models.split(",")))
+        print(load_scaling.report(results, args.root))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        return 0 if load_scaling.ok(results) else 1
     result = run(args.clients, args.seconds, args.warmup, args.tokens, args.weights, args.queue_size,
                  args.max_growth_mb)
     print(report(result))

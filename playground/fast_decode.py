@@ -242,6 +242,44 @@ class FastWeights:
         last = F.layer_norm(last, (e,), self.ln_f[0], self.ln_f[1], self.eps)
         return self.head(last).float()                                          # (B, V)
 
+    @torch.inference_mode()
+    def forward_rows(self, ids: torch.Tensor, caches: "list[FusedKVCache]") -> torch.Tensor:
+        """Logits ``(B, V)`` of one new token per row: ``ids[i]`` continues the sequence held in
+        ``caches[i]`` (a batch-of-one cache, each at its own length).
+
+        The matrix products run once for all rows; attention runs per row over that row's own
+        cache, exactly as :meth:`forward` does for one token of a batch of one. The continuous
+        batcher's decode step (:mod:`playground.batching`).
+        """
+        b = ids.shape[0]
+        h, d, e = self.cfg.n_heads, self.cfg.head_dim, self.cfg.emb_dim
+        starts = [c.length for c in caches]
+        for start, c in zip(starts, caches):
+            check_context(start + 1, self.cfg.context_length)
+            if start + 1 > c.max_len:
+                raise ValueError(f"KV cache full: {start + 1} > {c.max_len} positions")
+        positions = torch.tensor(starts, device=ids.device)
+        x = F.embedding(ids, self.tok_emb) + self.pos_emb[positions]               # (B, E)
+        x = x.to(self.dtype)
+        for i, layer in enumerate(self.layers):
+            y = F.layer_norm(x, (e,), layer.ln1[0], layer.ln1[1], self.eps)
+            qkv = layer.qkv(y).view(b, 1, 3, h, d)                                 # (B, 1, 3, H, D)
+            ctx = torch.empty(b, h, 1, d, dtype=self.dtype, device=ids.device)   # (B, H, 1, D)
+            for r, (start, c) in enumerate(zip(starts, caches)):
+                kv = c.kv[i]                                                       # (1, 2, H, L, D)
+                row = qkv[r:r + 1]                                                 # (1, 1, 3, H, D)
+                kv[:, :, :, start:start + 1].copy_(row[:, :, 1:].permute(0, 2, 3, 1, 4))
+                q = row[:, :, 0].transpose(1, 2)                                   # (1, H, 1, D)
+                ctx[r:r + 1] = F.scaled_dot_product_attention(
+                    q.to(kv.dtype), kv[:, 0, :, :start + 1], kv[:, 1, :, :start + 1])
+            x = layer.out.add(ctx.transpose(1, 2).reshape(b, e), x)                # shortcut fused
+            y = F.layer_norm(x, (e,), layer.ln2[0], layer.ln2[1], self.eps)
+            x = layer.proj.add(layer.fc.gelu(y), x)
+        for c in caches:
+            c.advance(1)
+        x = F.layer_norm(x, (e,), self.ln_f[0], self.ln_f[1], self.eps)
+        return self.head(x).float()                                                # (B, V)
+
 
 # ------------------------------------------------------------------ per-model cache
 

@@ -9,9 +9,10 @@ run on :mod:`playground.fast_decode`'s prepared weights in the chosen
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
@@ -19,6 +20,9 @@ from .fast_decode import fast_weights, precision_for
 from .model import GPTModel
 from .sampling import SamplingParams, pick_next
 from .tokenizer import Tokenizer, get_tokenizer
+
+if TYPE_CHECKING:
+    from .batching import Batcher
 
 
 @dataclass
@@ -134,10 +138,13 @@ class GenerationResult:
 def stream_generate(model: GPTModel, prompt: "str | list[int]", max_new_tokens: int = 50, *,
                     temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0,
                     seed: int | None = None, n_alternatives: int = 5, stop_at_eot: bool = True,
-                    tokenizer: Tokenizer | None = None, precision: str | None = None) -> Iterator[TokenStep]:
+                    tokenizer: Tokenizer | None = None, precision: str | None = None,
+                    batcher: "Batcher | None" = None) -> Iterator[TokenStep]:
     """Stream a continuation of ``prompt`` token by token (batch 1).
 
-    ``precision``: see :func:`stream_ids` (None: the model's own dtype).
+    ``precision``: see :func:`stream_ids` (None: the model's own dtype). With a ``batcher``
+    (:class:`playground.batching.Batcher`) the tokens are decoded in its shared batch, with the
+    same ids as alone.
     """
     tok = tokenizer or get_tokenizer()
     prompt_ids = tok.encode(prompt) if isinstance(prompt, str) else list(prompt)
@@ -150,8 +157,8 @@ def stream_generate(model: GPTModel, prompt: "str | list[int]", max_new_tokens: 
     idx = torch.tensor([prompt_ids], dtype=torch.long)
     stop_id = tok.eot_id if stop_at_eot else None
     k = max(1, min(n_alternatives, model.cfg.vocab_size))
-    for step, out in enumerate(stream_ids(model, idx, max_new_tokens, params, generator, stop_id,
-                                          precision=precision)):
+    source = functools.partial(batcher.stream if batcher is not None else stream_ids, model)
+    for step, out in enumerate(source(idx, max_new_tokens, params, generator, stop_id, precision=precision)):
         token_id = int(out.ids[0])
         probs = out.probs[0]
         top_p_vals, top_ids = torch.topk(probs, k)

@@ -42,14 +42,19 @@ def test_import_builds_demo_without_serving(app_module):
 
 
 def test_model_events_share_one_bounded_queue(app_module):
+    """Hooked views one at a time in the "model" queue; generations (the page's and the API's) in
+    the "generate" queue, as many at once as the batcher decodes together."""
     demo = app_module.demo
     assert demo._queue.max_size == 64
     deps = {d["api_name"]: d for d in demo.config["dependencies"] if d.get("api_name")}
     for name in MODEL_ENDPOINTS:
         fn = demo.fns[deps[name]["id"]]
-        assert (fn.concurrency_id, fn.concurrency_limit) == ("model", 1), name
+        expected = ("generate", 16) if name == "generate" else ("model", 1)
+        assert (fn.concurrency_id, fn.concurrency_limit) == expected, name
     ui_model_events = [f for f in demo.fns.values() if f.concurrency_id == "model"]
     assert len(ui_model_events) > len(MODEL_ENDPOINTS)     # the page's own events use the same queue
+    page_generations = [f for f in demo.fns.values() if f.concurrency_id == "generate"]
+    assert len(page_generations) == 3                      # /generate, the button, the prompt's Enter
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from .common import guarded
+from ..batching import Batcher
+from .common import generate_queue, guarded
 from .state import ModelHolder
 from .views import attention as att_view
 from .views import experiments as ex_view
@@ -26,9 +27,10 @@ ENDPOINTS = ("generate", "attention", "trace", "params", "logit_lens", "next_tok
              "attribution", "patch", "walkthrough", "model_info")
 
 
-def register(holder: ModelHolder, model_queue: dict[str, Any]) -> None:
+def register(holder: ModelHolder, model_queue: dict[str, Any], batcher: Batcher) -> None:
     """Add the endpoints to the Blocks being built. ``model_queue`` is the shared
-    ``concurrency_id``/``concurrency_limit`` of everything that runs the model."""
+    ``concurrency_id``/``concurrency_limit`` of everything that runs the model with hooks;
+    ``/generate`` decodes in ``batcher``'s shared batch, in the queue of the page's Generate."""
 
     def generate(prompt: str, max_new_tokens: int = 50, temperature: float = 1.0, top_k: int = 50,
                  top_p: float = 1.0, seed: int | None = None, alternatives: int = 5,
@@ -41,7 +43,7 @@ def register(holder: ModelHolder, model_queue: dict[str, Any]) -> None:
         snap = holder.require()
         req = gen_view.check_generate(snap, prompt, max_new_tokens, temperature, top_k, top_p, seed, alternatives,
                                precision)
-        for view in gen_view.stream_generation(snap, req):
+        for view in gen_view.stream_generation(snap, req, batcher):
             if view.done:
                 yield {"done": True, **view.record()}
             else:
@@ -129,7 +131,8 @@ def register(holder: ModelHolder, model_queue: dict[str, Any]) -> None:
         """The loaded model: name, file, layout, config, parameters, dtype, device, size, sha256."""
         return holder.info()
 
-    for fn in (generate, attention, trace, logit_lens, next_token, surprisal, ablate, attribution, patch,
+    gr.api(guarded(generate), api_name="generate", **generate_queue(batcher))
+    for fn in (attention, trace, logit_lens, next_token, surprisal, ablate, attribution, patch,
                walkthrough):
         gr.api(guarded(fn), api_name=fn.__name__, **model_queue)
     gr.api(guarded(params), api_name="params", concurrency_id="light", concurrency_limit=None)

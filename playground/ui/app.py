@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from ..batching import Batcher
 from ..config import PRESETS
 from ..paths import WEIGHTS_DIR
 from . import api, deeplink
@@ -43,10 +44,13 @@ def badge_text(holder: ModelHolder) -> str:
 
 
 def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_model_change: bool = True,
-               queue_size: int = 64, max_upload_mb: int | None = None) -> gr.Blocks:
+               queue_size: int = 64, max_upload_mb: int | None = None, batcher: Batcher | None = None) -> gr.Blocks:
     """The whole app around ``holder``'s model. Launch with ``theme.launch_kwargs()`` (the same
-    ``max_upload_mb``, default ``$PLAYGROUND_MAX_UPLOAD_MB`` or 1024)."""
-    ctx = AppContext(holder, weights_dir, allow_model_change, max_upload_mb or v.upload_limit_mb())
+    ``max_upload_mb``, default ``$PLAYGROUND_MAX_UPLOAD_MB`` or 1024). Generations decode together in
+    ``batcher`` (default: one with the settings of ``$PLAYGROUND_MAX_BATCH`` and the others, see
+    :meth:`Batcher.from_env`)."""
+    ctx = AppContext(holder, weights_dir, allow_model_change, max_upload_mb or v.upload_limit_mb(),
+                     batcher or Batcher.from_env())
 
     with gr.Blocks(title="GPT-2 Playground", delete_cache=(3600, 3600)) as demo:
         with gr.Row(equal_height=True):
@@ -168,7 +172,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
         gr.Timer(BADGE_REFRESH_S).tick(ui_badge_if_changed, [ctx.badge], [ctx.badge], show_progress="hidden",
                                        **LIGHT, **PRIVATE)
 
-        api.register(holder, MODEL_QUEUE)
+        api.register(holder, MODEL_QUEUE, ctx.batcher)
 
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
     return demo

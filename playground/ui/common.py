@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +26,7 @@ from .. import examples as ex
 from ..examples import EXAMPLE_PROMPTS
 from ..inspection.inputs import visible
 from ..tokenizer import get_tokenizer
+from ..batching import Batcher
 from .state import ModelHolder, Snapshot
 from .validate import InputError
 
@@ -36,6 +37,8 @@ DEFAULT_PROMPT = EXAMPLES[0]
 # Everything that runs the model shares one queue, one at a time: inspection attaches hooks to the
 # shared model, so two passes must never overlap. Arithmetic-only events skip it.
 MODEL_QUEUE: dict[str, Any] = dict(concurrency_id="model", concurrency_limit=1)
+# Generations run on the batcher's prepared weights, which hooks never touch: they have their own
+# queue, as many at once as the batch holds (see :func:`generate_queue`).
 LIGHT: dict[str, Any] = dict(concurrency_id="light", concurrency_limit=None)
 PRIVATE: dict[str, Any] = dict(api_visibility="private")
 
@@ -48,11 +51,18 @@ class AppContext:
     weights_dir: Path
     allow_model_change: bool
     upload_mb: int
+    batcher: Batcher = field(default_factory=Batcher)  # every generation decodes in its shared batch
     present: gr.Checkbox | None = None       # the header's presentation-mode switch
     badge: gr.Markdown | None = None         # the header's model line
 
     def need_model(self) -> Snapshot:
         return self.holder.require()
+
+
+def generate_queue(batcher: Batcher) -> dict[str, Any]:
+    """The queue of the page's Generate and the ``/generate`` endpoint: as many running at once as the
+    batcher decodes together; the rest wait in Gradio's queue, with their place shown."""
+    return dict(concurrency_id="generate", concurrency_limit=batcher.max_batch)
 
 
 # =========================================================================== errors

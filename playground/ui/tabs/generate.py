@@ -9,8 +9,8 @@ import gradio as gr
 
 from ...inspection.figures.alternatives import alternatives_figure
 from .. import validate as v
-from ..common import (DEFAULT_PROMPT, LIGHT, MODEL_QUEUE, PRIVATE, AppContext, examples_with_note, export_file,
-                      guarded)
+from ..common import (DEFAULT_PROMPT, LIGHT, PRIVATE, AppContext, examples_with_note, export_file,
+                      generate_queue, guarded)
 from ..theme import style_figure
 from ..views import generate as gen_view
 
@@ -120,7 +120,7 @@ def wire(t: GenerateTab, ctx: AppContext) -> None:
         req = gen_view.check_generate(snap, prompt, max_new_tokens, temp, k, p, s, ALTERNATIVES, precision)
         last_text = last_tokens = 0.0
         gv = None
-        for gv in gen_view.stream_generation(snap, req):
+        for gv in gen_view.stream_generation(snap, req, ctx.batcher):
             if gv.stopped or gv.done:
                 break
             now = time.monotonic()
@@ -157,7 +157,8 @@ def wire(t: GenerateTab, ctx: AppContext) -> None:
 
     gen_io = dict(fn=ui_generate, inputs=[t.prompt, t.max_new, t.temperature, t.top_k, t.top_p, t.seed,
                                           t.precision, ctx.present],
-                  outputs=[t.text, t.tokens, t.stats, t.state, *finished_outputs], **MODEL_QUEUE, **PRIVATE)
+                  outputs=[t.text, t.tokens, t.stats, t.state, *finished_outputs], **generate_queue(ctx.batcher),
+                  **PRIVATE)
     gen_event = t.button.click(**gen_io)
     gen_submit = t.prompt.submit(**gen_io)
     t.stop.click(ui_stopped, [t.state, ctx.present], [t.text, t.tokens, t.stats, *finished_outputs],

@@ -6,6 +6,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import gradio as gr
+
+from ...batching import Batcher, BatcherFull
 from ...fast_decode import DEFAULT_PRECISION, PRECISIONS
 from ...generation import stream_generate
 from ...inspection.export import dumps, rows_to_csv
@@ -140,8 +143,17 @@ def _shown(token_id: int, text: str) -> str:
     return get_tokenizer().token_label(token_id) if "\ufffd" in text else text
 
 
-def stream_generation(snap: Snapshot, req: GenerateRequest) -> Iterator[GenerationView]:
-    """One :class:`GenerationView` per new token (the same object, updated), the last with ``done``."""
+def stream_generation(snap: Snapshot, req: GenerateRequest, batcher: Batcher | None = None
+                      ) -> Iterator[GenerationView]:
+    """One :class:`GenerationView` per new token (the same object, updated), the last with ``done``.
+    With a ``batcher`` the tokens come from its shared batch (the same ids as alone)."""
+    try:
+        yield from _stream_generation(snap, req, batcher)
+    except BatcherFull as e:
+        raise gr.Error(str(e), title="Busy") from None
+
+
+def _stream_generation(snap: Snapshot, req: GenerateRequest, batcher: Batcher | None) -> Iterator[GenerationView]:
     tok = get_tokenizer()
     view = GenerationView(req.prompt, len(req.prompt_ids), snap.model.cfg.context_length,
                           settings={"max_new_tokens": req.max_new_tokens, "temperature": req.temperature,
@@ -151,7 +163,7 @@ def stream_generation(snap: Snapshot, req: GenerateRequest) -> Iterator[Generati
     for step in stream_generate(snap.model, list(req.prompt_ids), req.max_new_tokens,
                                 temperature=req.temperature, top_k=req.top_k or None, top_p=req.top_p,
                                 seed=req.seed, n_alternatives=req.alternatives, tokenizer=tok,
-                                precision=req.precision):
+                                precision=req.precision, batcher=batcher):
         view.ids.append(step.id)
         view.steps.append({"step": step.step, "id": step.id, "token": step.text, "prob": step.prob,
                            "top": [list(t) for t in step.top], "cropped": step.cropped})

@@ -1,0 +1,226 @@
+"""The continuous batcher: every row gets exactly what it would get alone, rows join and leave
+between steps, the limits hold, and hooked views running beside a batch are not disturbed."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import pytest
+import torch
+
+from playground.batching import Batcher, BatcherFull
+from playground.fast_decode import fast_weights
+from playground.generation import make_generator, stream_ids
+from playground.hooks import hooks
+from playground.sampling import SamplingParams
+from tests.factories import TINY, make_model
+
+GREEDY = SamplingParams(0.0)
+HOT = SamplingParams(1.0, 50, 1.0)
+NUCLEUS = SamplingParams(0.8, None, 0.9)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_model()
+
+
+def prompt(n: int, start: int = 100) -> torch.Tensor:
+    return torch.tensor([[start + 37 * i % 5000 for i in range(n)]])
+
+
+def alone(model, idx, n, params, seed, precision="fp32", stop_id=None) -> list[int]:
+    return [int(s.ids[0]) for s in stream_ids(model, idx, n, params, make_generator(seed), stop_id,
+                                              precision=precision)]
+
+
+def in_batch(batcher, model, idx, n, params, seed, precision="fp32", stop_id=None, out=None, key=None,
+             delay=0.0) -> list[int]:
+    time.sleep(delay)
+    ids = [int(s.ids[0]) for s in batcher.stream(model, idx, n, params, make_generator(seed), stop_id,
+                                                 precision=precision)]
+    if out is not None:
+        out[key] = ids
+    return ids
+
+
+# Prompts of different lengths and settings; the longest crosses the 32-token window (cropping).
+ROWS = [(prompt(3), 20, GREEDY, 1), (prompt(9, 7), 30, HOT, 2), (prompt(17, 3), 12, NUCLEUS, 3),
+        (prompt(1, 9), 40, HOT, 4), (prompt(30, 11), 25, GREEDY, 5)]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_every_row_gets_the_ids_it_would_get_alone(model, precision):
+    expected = [alone(model, idx, n, p, seed, precision) for idx, n, p, seed in ROWS]
+    batcher = Batcher(max_batch=8)
+    out: dict[int, list[int]] = {}
+    threads = [threading.Thread(target=in_batch, args=(batcher, model, idx, n, p, seed, precision, None, out, i))
+               for i, (idx, n, p, seed) in enumerate(ROWS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [out[i] for i in range(len(ROWS))] == expected
+    assert batcher.rows_per_step_max >= 2              # they really were decoded together
+    assert batcher.active_rows() == 0
+
+
+def test_forward_rows_matches_one_row_at_a_time(model):
+    weights = fast_weights(model, "fp32")
+    lengths = [1, 5, 12]
+    caches, solo = [], []
+    for n in lengths:
+        for target in (caches, solo):
+            c = weights.new_cache(1, 32)
+            weights.forward(prompt(n), c)
+            target.append(c)
+    ids = torch.tensor([5, 600, 7000])
+    together = weights.forward_rows(ids, caches)                                 # (3, V)
+    for i, c in enumerate(solo):
+        one = weights.forward(ids[i:i + 1, None], c)                             # (1, V)
+        torch.testing.assert_close(together[i:i + 1], one, rtol=1e-5, atol=1e-5)
+        assert caches[i].length == c.length == lengths[i] + 1
+
+
+def test_rows_join_mid_way_and_leave_on_stop():
+    model = make_model(dataclasses.replace(TINY, context_length=512))
+    batcher = Batcher(max_batch=4, backlog=1000)             # the first row never waits for its caller
+    long_idx, late_idx = prompt(4), prompt(6, 50)
+    expected_long = alone(model, long_idx, 400, GREEDY, 0)
+    expected_late = alone(model, late_idx, 15, HOT, 9)
+    first = batcher.stream(model, long_idx, 400, GREEDY, None)
+    got = [int(next(first).ids[0]) for _ in range(5)]        # the first row is running
+    late: dict[str, list[int]] = {}
+    joiner = threading.Thread(target=in_batch, args=(batcher, model, late_idx, 15, HOT, 9, "fp32", None, late, "ids"))
+    joiner.start()
+    joiner.join(30)
+    got += [int(next(first).ids[0]) for _ in range(5)]
+    first.close()                                            # Stop: the row leaves at once
+    assert late["ids"] == expected_late
+    assert got == expected_long[:10]
+    assert batcher.rows_per_step_max == 2                    # the late row joined the running one
+    deadline = time.time() + 5
+    while batcher.active_rows() and time.time() < deadline:
+        time.sleep(0.01)
+    assert batcher.active_rows() == 0
+
+
+def test_stop_id_ends_a_row_like_alone(model):
+    idx = prompt(5)
+    free = alone(model, idx, 20, GREEDY, 0)
+    stop = free[6]
+    expected = alone(model, idx, 20, GREEDY, 0, stop_id=stop)
+    assert expected[-1] == stop and len(expected) < 20
+    assert in_batch(Batcher(), model, idx, 20, GREEDY, 0, stop_id=stop) == expected
+
+
+def test_a_full_batch_makes_a_request_wait_then_says_so(model):
+    batcher = Batcher(max_batch=1, max_wait_s=0.3)
+    holder = batcher.stream(model, prompt(3), 30, GREEDY, None)
+    next(holder)                                             # a row runs (its caller is slow)
+    with pytest.raises(BatcherFull, match="busy.*batch is full"):
+        list(batcher.stream(model, prompt(4), 5, GREEDY, None))
+    holder.close()
+    # With room again, the same request runs.
+    assert in_batch(batcher, model, prompt(4), 5, GREEDY, 0) == alone(model, prompt(4), 5, GREEDY, 0)
+
+
+def test_the_cache_budget_holds_rows_back_until_there_is_room(model):
+    per_row = TINY.n_layers * 2 * TINY.n_heads * 32 * TINY.head_dim * 4     # a row filling the window
+    batcher = Batcher(max_batch=8, cache_budget_bytes=per_row, max_wait_s=30)
+    out: dict[int, list[int]] = {}
+    threads = [threading.Thread(target=in_batch, args=(batcher, model, prompt(10, i), 22, HOT, i, "fp32", None,
+                                                       out, i)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert batcher.rows_per_step_max == 1                    # one row's cache at a time
+    assert [out[i] for i in range(3)] == [alone(model, prompt(10, i), 22, HOT, i) for i in range(3)]
+
+
+def test_hooked_views_and_a_batch_at_once_both_stay_right(model):
+    """An inspection view attaches hooks to the model while the batch decodes: the batch never fires
+    them (one call per the view's own forward) and is not changed by them (same ids as alone), and the
+    view sees exactly what it sees alone."""
+    idx = prompt(12)
+    name = "trf_blocks.0.att.hook_pattern"
+
+    def looked(fires: list) -> tuple[torch.Tensor, torch.Tensor]:
+        kept = {}
+
+        def record(t, _name):
+            fires.append(1)
+            kept["pattern"] = t.detach().clone()
+        with hooks(model, {name: record}), torch.no_grad():
+            logits = model(idx)
+        return kept["pattern"], logits
+    ref_pattern, ref_logits = looked([])
+    expected = [alone(model, idx, 30, HOT, s) for s in range(3)]
+    batcher = Batcher()
+    out: dict[int, list[int]] = {}
+    stop = threading.Event()
+    checks: list[bool] = []
+
+    def inspector() -> None:
+        while not stop.is_set():
+            fires: list = []
+            pattern, logits = looked(fires)
+            checks.append(len(fires) == 1 and torch.equal(pattern, ref_pattern) and torch.equal(logits, ref_logits))
+    view = threading.Thread(target=inspector)
+    view.start()
+    threads = [threading.Thread(target=in_batch, args=(batcher, model, idx, 30, HOT, s, "fp32", None, out, s,
+                                                       0.01 * s)) for s in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    stop.set()
+    view.join(30)
+    assert [out[s] for s in range(3)] == expected
+    assert len(checks) >= 2 and all(checks)
+
+
+def test_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_MAX_BATCH", "4")
+    monkeypatch.setenv("PLAYGROUND_BATCH_WAIT_S", "2.5")
+    monkeypatch.setenv("PLAYGROUND_BATCH_CACHE_MB", "64")
+    b = Batcher.from_env()
+    assert (b.max_batch, b.max_wait_s, b.cache_budget_bytes) == (4, 2.5, 64 * 2**20)
+    for bad in ("zero", "0", "-3", "nan", "inf"):
+        monkeypatch.setenv("PLAYGROUND_MAX_BATCH", bad)
+        monkeypatch.setenv("PLAYGROUND_BATCH_WAIT_S", bad)
+        b = Batcher.from_env()                               # logged, and the defaults used: the app starts
+        assert (b.max_batch, b.max_wait_s) == (16, 30.0)
+
+
+def test_bad_requests_are_refused_before_joining(model):
+    batcher = Batcher()
+    with pytest.raises(ValueError, match="one prompt"):
+        list(batcher.stream(model, torch.zeros(2, 3, dtype=torch.long), 5, GREEDY))
+    with pytest.raises(ValueError, match="one prompt"):
+        list(batcher.stream(model, torch.zeros(1, 0, dtype=torch.long), 5, GREEDY))
+    assert list(batcher.stream(model, prompt(3), 0, GREEDY)) == []
+    assert batcher.waiting_rows() == batcher.active_rows() == 0
+
+
+def test_the_generate_view_in_the_batch_equals_alone_and_says_busy(tmp_path, model):
+    import gradio as gr
+
+    from playground.checkpoints import save_model
+    from playground.ui.state import ModelHolder
+    from playground.ui.views.generate import check_generate, stream_generation
+    holder = ModelHolder(save_model(model, tmp_path / "m.safetensors"))
+    snap = holder.require()
+    req = check_generate(snap, "The cat sat on the mat. The cat", 12, 0.9, 40, 0.95, 5, 5, "bf16")
+    solo = list(stream_generation(snap, req))[-1]
+    batcher = Batcher(max_batch=1, max_wait_s=0.2)
+    batched = list(stream_generation(snap, req, batcher))[-1]
+    assert batched.ids == solo.ids and batched.steps == solo.steps and batched.done
+    running = stream_generation(snap, req, batcher)
+    next(running)
+    with pytest.raises(gr.Error, match="The server is busy") as e:
+        list(stream_generation(snap, req, batcher))
+    assert e.value.title == "Busy"
+    running.close()
