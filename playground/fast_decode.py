@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import kernel_choice
 from .kv_cache import FusedKVCache
 from .positions import check_context, future_mask
 from .model import GPTModel
@@ -69,9 +70,11 @@ class PackedLinear:
     """``x @ W.T + b`` for 2-D ``x``, with ``W`` prepared once for one precision.
 
     ``mode`` is ``"onednn"`` (fp32 or bf16 weights prepacked in oneDNN's blocked
-    layout, GELU / residual add fused into the product; the CPU default),
-    ``"dense"`` (plain ``F.linear``; other devices, or ``backend="dense"``) or
-    ``"int8"`` (weight-only int8, one scale per output row).
+    layout, GELU / residual add fused into the product), ``"dense"`` (plain
+    ``F.linear``), ``"dense_t"`` (``W`` transposed once, ``addmm``) or ``"int8"``
+    (weight-only int8, one scale per output row). For fp32 and bf16 on the CPU the
+    layout is the fastest measured on this machine for this shape
+    (:mod:`playground.kernel_choice`) unless ``backend`` names one; elsewhere dense.
     """
 
     __slots__ = ("mode", "weight", "bias", "scales")
@@ -95,12 +98,24 @@ class PackedLinear:
         w = weight.to(dtype).contiguous()  # fp32: the parameter itself, no copy
         self.bias = bias.to(dtype) if bias is not None else None
         if backend is None:
-            backend = "onednn" if _onednn_ok(w.device, dtype) else "dense"
+            backend = self._choose(w, self.bias, precision)
         if backend == "onednn":
             self.mode = "onednn"
             self.weight = _ONEDNN._reorder_linear_weight(w, 1)  # blocked for small batches
-        else:
+        elif backend == "dense_t":
+            self.mode, self.weight = "dense_t", w.t().contiguous()             # (in, out)
+        elif backend == "dense":
             self.mode, self.weight = "dense", w
+        else:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(kernel_choice.LAYOUTS)}")
+
+    @staticmethod
+    def _choose(w: torch.Tensor, bias: torch.Tensor | None, precision: str) -> str:
+        if w.device.type != "cpu":
+            return "dense"
+        candidates = tuple(b for b in kernel_choice.LAYOUTS if b != "onednn" or _onednn_ok(w.device, w.dtype))
+        return kernel_choice.choose(tuple(w.shape), precision, candidates,
+                                    lambda layout: PackedLinear(w, bias, precision, layout), w.dtype)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "onednn":
@@ -108,6 +123,8 @@ class PackedLinear:
         if self.mode == "int8":
             y = torch.ops.aten._weight_int8pack_mm(x, self.weight, self.scales)
             return y.add_(self.bias) if self.bias is not None else y
+        if self.mode == "dense_t":
+            return torch.addmm(self.bias, x, self.weight) if self.bias is not None else x @ self.weight
         return F.linear(x, self.weight, self.bias)
 
     def gelu(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,6 +205,12 @@ class FastWeights:
 
     def matrices(self) -> list[PackedLinear]:
         return [m for l in self.layers for m in (l.qkv, l.out, l.fc, l.proj)] + [self.head]
+
+    def kernels(self) -> dict[str, str]:
+        """The layout each kind of matrix runs in (``{"qkv": "onednn", ..., "head": "dense_t"}``)."""
+        first = self.layers[0] if self.layers else None
+        named = {"qkv": first.qkv, "out_proj": first.out, "ff_expand": first.fc, "ff_contract": first.proj}
+        return {**({k: m.mode for k, m in named.items()} if first else {}), "head": self.head.mode}
 
     def bytes_per_token(self) -> int:
         """Weight bytes read to decode one token (every matrix once; two embedding rows ignored)."""
@@ -337,6 +360,12 @@ def prepare_in_background(model: GPTModel, precisions: "tuple[str, ...]" = (DEFA
     return thread
 
 
+def prepared_kernels(model: GPTModel) -> dict[str, dict[str, str]]:
+    """``{precision: FastWeights.kernels()}`` for the precisions prepared so far (builds nothing)."""
+    with _lock:
+        return {p: fw.kernels() for p, fw in _prepared.get(model, {}).items()}
+
+
 def invalidate(model: GPTModel) -> None:
     """Forget the prepared weights of ``model`` (after edits the version counter misses)."""
     with _lock:
@@ -375,4 +404,4 @@ def precision_for(model: GPTModel, precision: str | None) -> str | None:
 
 
 __all__ = ["PRECISIONS", "DEFAULT_PRECISION", "PackedLinear", "FastWeights", "fast_weights",
-           "prepare_in_background", "invalidate", "fast_path_allowed", "precision_for"]
+           "prepare_in_background", "prepared_kernels", "invalidate", "fast_path_allowed", "precision_for"]

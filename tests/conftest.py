@@ -8,6 +8,9 @@ import torch
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test touches the network
+# The fast decoder's measured kernel choices go to a file of this run, not the user's cache.
+os.environ.setdefault("PLAYGROUND_KERNEL_CACHE", os.path.join(
+    __import__("tempfile").mkdtemp(prefix="playground-kernels-"), "kernels.json"))
 
 # One thread: tiny models gain nothing from two, and the suite must not collapse when the
 # machine's other core is busy (two OpenMP threads on a loaded 2-core box run ~10x slower).

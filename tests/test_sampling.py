@@ -62,3 +62,28 @@ def test_tiny_temperature_is_near_greedy_not_nan():
     logits = torch.tensor([[1.0, 3.0, 2.0], [1e4, -1e4, 0.0]])
     probs = sampling_distribution(logits, SamplingParams(temperature=1e-38))
     assert torch.equal(probs, torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
+
+
+def test_draw_follows_the_probabilities_and_never_picks_a_zero():
+    from playground.sampling import draw
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2, 0.0]])
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.zeros(6)
+    n = 20000
+    for _ in range(n // 100):
+        ids = draw(probs.expand(100, 6), gen)
+        counts += torch.bincount(ids, minlength=6)
+    assert counts[[0, 2, 5]].sum() == 0
+    freq = counts / n
+    assert torch.allclose(freq, probs[0], atol=0.015), freq       # 3 standard deviations is about 0.01
+    # Unnormalised rows, one certain outcome, a generator that repeats itself.
+    assert draw(torch.tensor([[0.0, 0.0, 7.0]]), gen).tolist() == [2]
+    p = torch.softmax(torch.randn(3, 50257), -1)
+    assert torch.equal(draw(p, torch.Generator().manual_seed(9)), draw(p, torch.Generator().manual_seed(9)))
+
+
+def test_draw_at_the_top_of_the_range_returns_a_possible_token(monkeypatch):
+    from playground import sampling
+    probs = torch.tensor([[0.25, 0.75, 0.0, 0.0]])
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.ones(1, 1))    # u * total == total
+    assert sampling.draw(probs).tolist() == [1]

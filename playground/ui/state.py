@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from ..fast_decode import prepare_in_background
+from ..fast_decode import prepare_in_background, prepared_kernels
+from ..kernel_choice import cpu_name
 from ..model import GPTModel
 from ..model_card import ModelCard, card_for
 from ..checkpoints import WeightsError, load_model, sha256_file
@@ -73,6 +74,9 @@ class Snapshot:
             "sha256_prefix": self.sha256[:12] if self.sha256 else None,
             "load_seconds": round(self.load_seconds, 3),
             "card": None if self.card is None else {"name": self.card.name, "short": self.card.short},
+            # The fast decoder's layout per matrix, measured on this machine (playground.kernel_choice).
+            "kernels": prepared_kernels(self.model),
+            "cpu": cpu_name() if self.device == "cpu" else None,
         }
 
 

@@ -1,0 +1,153 @@
+"""Which matrix-product layout is fastest here: measured once per machine, remembered.
+
+The fast decoder can hold a weight matrix in three layouts for fp32 and bf16:
+
+- ``onednn``: prepacked once into oneDNN's blocked layout (GELU / residual add fused);
+- ``dense``: the matrix as the model holds it, ``(out, in)``, called with ``F.linear``;
+- ``dense_t``: transposed once to ``(in, out)`` and called with ``addmm``: for the
+  wide vocabulary head (50,257 outputs) a one-row product reads it in order, which
+  on some CPUs is several times faster than either of the others.
+
+Which one wins depends on the CPU, the shape and the precision (measured: oneDNN
+won on one AMD EPYC, plain ``F.linear`` on an Intel Xeon; ``dense_t`` was 1.8x
+oneDNN and 4x ``F.linear`` for the head of the bundled model here). So at prepare
+time each distinct (shape, precision) gets a short timed trial of the layouts on
+the real weights, at one row (a user's decode step) and eight rows (a classroom's
+batch), and the one with the least time per row, summed over the two, is used. Winners are kept in memory and in
+``$PLAYGROUND_KERNEL_CACHE`` (default ``~/.cache/gpt2-playground/kernels.json``),
+keyed by CPU model, thread count and torch version, so the trial runs once per
+machine. ``$PLAYGROUND_KERNELS`` (``onednn``, ``dense``, ``dense_t``) forces one.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+log = logging.getLogger("playground.kernels")
+
+LAYOUTS = ("onednn", "dense", "dense_t")
+CACHE_ENV = "PLAYGROUND_KERNEL_CACHE"
+FORCE_ENV = "PLAYGROUND_KERNELS"
+TRIAL_ROWS = (1, 8)
+TRIAL_REPS = 5
+
+_lock = threading.Lock()
+_chosen: dict[str, str] = {}
+_loaded = False
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_name() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; elsewhere what ``platform`` says)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_key() -> str:
+    return f"{cpu_name()} | {torch.get_num_threads()} threads | torch {torch.__version__}"
+
+
+def cache_path() -> Path:
+    raw = os.environ.get(CACHE_ENV, "").strip()
+    return Path(raw) if raw else Path.home() / ".cache" / "gpt2-playground" / "kernels.json"
+
+
+def _load() -> None:
+    """(holding the lock) read the remembered winners once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    try:
+        data = json.loads(cache_path().read_text())
+        _chosen.update({k: v for k, v in data.items() if isinstance(v, str) and v in LAYOUTS})
+    except (OSError, ValueError):
+        pass
+
+
+def _save() -> None:
+    path = cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(_chosen, indent=1, sort_keys=True))
+        tmp.replace(path)
+    except OSError:
+        log.warning("could not remember the kernel choice in %s", path, exc_info=True)
+
+
+def forced() -> str | None:
+    raw = os.environ.get(FORCE_ENV, "").strip().lower()
+    if raw in ("", "auto"):
+        return None
+    if raw not in LAYOUTS:
+        log.warning("$%s must be one of %s or auto, got %r: choosing by trial", FORCE_ENV, ", ".join(LAYOUTS), raw)
+        return None
+    return raw
+
+
+def _time(fn: Callable[[], object]) -> float:
+    fn()
+    fn()
+    times = []
+    for _ in range(TRIAL_REPS):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def choose(shape: tuple[int, int], precision: str, candidates: tuple[str, ...],
+           build: Callable[[str], Callable[[torch.Tensor], torch.Tensor]], dtype: torch.dtype) -> str:
+    """The fastest of ``candidates`` for a ``shape`` ``(out, in)`` matrix in ``precision``: remembered, or
+    measured now with ``build(layout)`` (a callable computing ``x @ W.T + b`` in that layout)."""
+    if len(candidates) == 1:
+        return candidates[0]
+    force = forced()
+    if force is not None and force in candidates:
+        return force
+    key = f"{machine_key()} | {precision} | {shape[0]}x{shape[1]}"
+    with _lock:
+        _load()
+        if _chosen.get(key) in candidates:
+            return _chosen[key]
+    with torch.inference_mode():
+        xs = [torch.randn(n, shape[1]).to(dtype) for n in TRIAL_ROWS]
+        seconds = {}
+        for layout in candidates:
+            fn = build(layout)
+            seconds[layout] = sum(_time(lambda: fn(x)) / x.shape[0] for x in xs)      # per row
+    best = min(seconds, key=seconds.get)
+    log.info("kernel for %s %dx%d: %s (%s)", precision, shape[0], shape[1], best,
+             ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in seconds.items()))
+    with _lock:
+        _chosen[key] = best
+        _save()
+    return best
+
+
+def forget() -> None:
+    """Forget the winners in memory (tests; the file stays)."""
+    global _loaded
+    with _lock:
+        _chosen.clear()
+        _loaded = False
+
+
+__all__ = ["LAYOUTS", "choose", "cpu_name", "machine_key", "cache_path", "forced", "forget"]

@@ -1,0 +1,98 @@
+"""The fast decoder's per-machine choice of matrix layout: measured, remembered, forced, and exact."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from playground import kernel_choice
+from playground.fast_decode import FastWeights, PackedLinear
+from tests.factories import make_model
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    path = tmp_path / "kernels.json"
+    monkeypatch.setenv(kernel_choice.CACHE_ENV, str(path))
+    monkeypatch.delenv(kernel_choice.FORCE_ENV, raising=False)
+    kernel_choice.forget()
+    yield path
+    kernel_choice.forget()
+
+
+def slow_by(delays: dict[str, float], calls: list[str]):
+    def build(layout: str):
+        def fn(x):
+            calls.append(layout)
+            time.sleep(delays[layout] * x.shape[0])
+        return fn
+    return build
+
+
+def test_the_fastest_layout_wins_and_is_remembered_per_machine(cache):
+    calls: list[str] = []
+    delays = {"onednn": 0.004, "dense": 0.002, "dense_t": 0.0005}
+    got = kernel_choice.choose((300, 7), "fp32", kernel_choice.LAYOUTS, slow_by(delays, calls), torch.float32)
+    assert got == "dense_t" and set(calls) == set(kernel_choice.LAYOUTS)
+    saved = json.loads(cache.read_text())
+    (key,) = saved
+    assert saved[key] == "dense_t" and kernel_choice.cpu_name() in key and "300x7" in key and "fp32" in key
+    kernel_choice.forget()                       # a new process: read from the file, no new trial
+    calls.clear()
+    assert kernel_choice.choose((300, 7), "fp32", kernel_choice.LAYOUTS, slow_by(delays, calls),
+                                torch.float32) == "dense_t"
+    assert calls == []
+    # Another shape or precision is measured on its own.
+    slow_dense_t = {**delays, "dense_t": 0.01}
+    assert kernel_choice.choose((300, 7), "bf16", ("dense", "dense_t"), slow_by(slow_dense_t, calls),
+                                torch.bfloat16) == "dense"
+
+
+def test_a_forced_layout_and_a_bad_setting(cache, monkeypatch):
+    calls: list[str] = []
+    delays = {"onednn": 0.004, "dense": 0.002, "dense_t": 0.0005}
+    monkeypatch.setenv(kernel_choice.FORCE_ENV, "dense")
+    assert kernel_choice.choose((5, 5), "fp32", kernel_choice.LAYOUTS, slow_by(delays, calls), torch.float32) == "dense"
+    assert calls == [] and not cache.exists()
+    monkeypatch.setenv(kernel_choice.FORCE_ENV, "fastest-please")   # logged; measured instead
+    assert kernel_choice.choose((5, 5), "fp32", kernel_choice.LAYOUTS, slow_by(delays, calls),
+                                torch.float32) == "dense_t"
+
+
+def test_an_unwritable_cache_only_costs_a_trial_each_time(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv(kernel_choice.CACHE_ENV, str(blocker / "kernels.json"))     # a file as a folder
+    kernel_choice.forget()
+    calls: list[str] = []
+    assert kernel_choice.choose((9, 9), "fp32", ("dense", "dense_t"),
+                                slow_by({"dense": 0.0, "dense_t": 0.003}, calls), torch.float32) == "dense"
+    kernel_choice.forget()
+
+
+@pytest.mark.parametrize("layout", ["dense", "dense_t", "onednn"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_every_layout_computes_the_same_product(layout, bias):
+    torch.manual_seed(0)
+    w, b = torch.randn(40, 24), torch.randn(40) if bias else None
+    if layout == "onednn" and not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch has no oneDNN")
+    lin = PackedLinear(w, b, "fp32", layout)
+    x, r = torch.randn(5, 24), torch.randn(5, 40)
+    ref = x @ w.T + (b if b is not None else 0)
+    torch.testing.assert_close(lin(x), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lin.gelu(x), torch.nn.functional.gelu(ref, approximate="tanh"), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lin.add(x, r.clone()), ref + r, rtol=1e-5, atol=1e-5)
+    assert lin.mode == layout
+
+
+def test_the_prepared_weights_say_which_layout_each_matrix_runs_in(cache):
+    fw = FastWeights(make_model(), "fp32")
+    kernels = fw.kernels()
+    assert set(kernels) == {"qkv", "out_proj", "ff_expand", "ff_contract", "head"}
+    assert set(kernels.values()) <= set(kernel_choice.LAYOUTS)
+    assert FastWeights(make_model(), "int8").kernels()["head"] == "int8"
+    with pytest.raises(ValueError, match="unknown backend"):
+        PackedLinear(torch.zeros(2, 2), None, "fp32", "turbo")
