@@ -43,6 +43,17 @@ class Pair:
             self._copies[key] = copy.deepcopy(self.hf).to(dtype)
         return self._copies[key]
 
+    def hf_variant(self, dtype: torch.dtype, attn: str):
+        """The transformers model in ``dtype`` with attention ``attn`` ("sdpa", its default, or "eager")."""
+        if attn == "sdpa":
+            return self.hf_in(dtype)
+        key = ("hf", dtype, attn)
+        if key not in self._copies:
+            m = copy.deepcopy(self.hf_in(dtype))
+            m.set_attn_implementation(attn)
+            self._copies[key] = m
+        return self._copies[key]
+
     def hf_eager(self):
         if "eager" not in self._copies:
             m = copy.deepcopy(self.hf)

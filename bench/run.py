@@ -73,26 +73,30 @@ class Bench:
         screen_new = min(new, a.screen_tokens)
         self.log(f"{pair.name}: decode, screening transformers variants ({screen_new} tokens each)")
         screen = {}
+        # Every variant transformers offers here, in its default environment: the best one is the peer.
         for dt in DTYPES:
-            for cache in (None, "static"):
-                run = C.hf_generate(pair.hf_in(DTYPES[dt]), idx, screen_new, cache)
-                C.hf_generate(pair.hf_in(DTYPES[dt]), idx, 4, cache)()          # warm-up
-                t0 = time.perf_counter()
-                run()
-                screen[(dt, cache or "dynamic")] = screen_new / (time.perf_counter() - t0)
+            for attn in ("sdpa", "eager"):
+                for cache in (None, "static"):
+                    hf = pair.hf_variant(DTYPES[dt], attn)
+                    run = C.hf_generate(hf, idx, screen_new, cache)
+                    C.hf_generate(hf, idx, 4, cache)()          # warm-up
+                    t0 = time.perf_counter()
+                    run()
+                    screen[(dt, f"{cache or 'dynamic'} cache, {attn}")] = screen_new / (time.perf_counter() - t0)
         best = {dt: max((v, c) for (d, c), v in screen.items() if d == dt)[1] for dt in DTYPES}
         peer_dt = max(DTYPES, key=lambda d: screen[(d, best[d])])
         self.log(f"{pair.name}: screen {screen}; peer: {peer_dt} {best[peer_dt]}")
+        peer_cache, peer_attn = best[peer_dt].split(" cache, ")
 
         def contenders(n: int, book_n: int) -> dict:
             runs = {f"ours {p}": C.ours_generate(pair.ours, idx, n, p) for p in OURS}
-            runs[peer] = C.hf_generate(pair.hf_in(DTYPES[peer_dt]), idx, n,
-                                       None if best[peer_dt] == "dynamic" else "static")
+            runs[peer] = C.hf_generate(pair.hf_variant(DTYPES[peer_dt], peer_attn), idx, n,
+                                       None if peer_cache == "dynamic" else "static")
             for dt in book_dts:
                 runs[f"book {dt}"] = C.book_generate(pair.ours_in(DTYPES[dt]), idx, book_n)
             return runs
 
-        peer = f"transformers {peer_dt} ({best[peer_dt]} cache)"
+        peer = f"transformers {peer_dt} ({best[peer_dt]})"
         book_dts = ["fp32", "bf16"] if pair.name == "gpt2" else ["fp32"]
         if pair.name != "gpt2":
             book_new = max(1, book_new // 4)
@@ -131,8 +135,8 @@ class Bench:
                       f"{100 * tps[name] / bound:.0f}%", "", "")
             else:
                 t.add(f"{name} ({book_new} new tokens)", tps[name], ratio(tps[name], peer_tps), "", "", "", "", "")
-        for (dt, cache), v in screen.items():
-            t.add(f"transformers {dt} ({cache} cache), screening run", v, "(1 run)", "", "", "", "", "")
+        for (dt, variant), v in screen.items():
+            t.add(f"transformers {dt} ({variant}), screening run", v, "(1 run)", "", "", "", "", "")
         t.note = (f"Greedy ids: ours fp32 equals transformers fp32 for the first {same} of {new} tokens; "
                   f"ours bf16 equals ours fp32 for the first {same16}. 'prepare': one-off conversion of "
                   "the weights for that precision (fused QKV, oneDNN packing, int8 quantisation), "
@@ -143,6 +147,10 @@ class Bench:
         for p in ("fp32", "bf16", "int8"):
             self.summary.append(f"decode {pair.name} ours {p}: {tps['ours ' + p]:.1f} tok/s = "
                                 f"{tps['ours ' + p] / peer_tps:.2f}x {peer} ({peer_tps:.1f} tok/s)")
+        kernels = {p: fw[p].kernels() for p in OURS}
+        self.raw[f"kernels_{pair.name}"] = kernels
+        self.summary.append(f"kernels chosen here for {pair.name} (measured at prepare time): " + "; ".join(
+            f"{p}: " + ", ".join(f"{m} {k}" for m, k in ks.items()) for p, ks in kernels.items()))
 
     def _fixed_cost(self, pair: C.Pair, precision: str, steps: int = 100) -> float:
         """Seconds per decode step of a model as deep as ``pair`` but 64 wide: the per-token

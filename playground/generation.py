@@ -75,6 +75,9 @@ def stream_ids(model: GPTModel, idx: torch.Tensor, max_new_tokens: int, params: 
     cropped = idx.shape[1] > ctx
     logits = forward(idx[:, -ctx:], cache)                                   # (B, V)
     finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+    seq = torch.empty(idx.shape[0], idx.shape[1] + max_new_tokens, dtype=idx.dtype, device=idx.device)
+    seq[:, :idx.shape[1]] = idx                   # (B, T + new): filled in place, never concatenated
+    n = idx.shape[1]
     for step in range(max_new_tokens):
         next_ids, probs = pick_next(logits, params, generator)                # (B,), (B, V)
         yield IdStep(next_ids, probs, cropped)
@@ -84,13 +87,14 @@ def stream_ids(model: GPTModel, idx: torch.Tensor, max_new_tokens: int, params: 
                 return
         if step == max_new_tokens - 1:
             return
-        idx = torch.cat([idx, next_ids[:, None]], dim=1)                      # (B, T+1)
+        seq[:, n] = next_ids
+        n += 1
         if cache.length < ctx:
             logits = forward(next_ids[:, None], cache)
         else:
             cropped = True
             cache.reset()
-            logits = forward(idx[:, -ctx:], cache)
+            logits = forward(seq[:, max(0, n - ctx):n], cache)                # (B, ctx) the last window
 
 
 def generate_text_simple(model: GPTModel, idx: torch.Tensor, max_new_tokens: int,

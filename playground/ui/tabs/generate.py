@@ -71,7 +71,8 @@ def build(ctx: AppContext) -> GenerateTab:
                     [(label, name) for name, label in gen_view.PRECISION_LABELS.items()], value="fp32",
                     label="Precision of the fast decoder",
                     info="fp32 gives the book model's exact numbers; bf16 and int8 weights read fewer "
-                         "bytes per token, so they run faster, and greedy text can differ slightly.",
+                         "bytes per token, so they run faster on GPUs and on CPUs with bf16 instructions "
+                         "(AVX-512 BF16, AMX; elsewhere fp32 is fastest), and greedy text can differ slightly.",
                     elem_id="gen-precision")
                 with gr.Row():
                     button = gr.Button("Generate", variant="primary", elem_id="generate-btn")
