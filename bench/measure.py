@@ -18,6 +18,8 @@ from typing import Callable, Iterator
 
 import torch
 
+from playground.kernel_choice import cpu_name  # noqa: F401 - one definition, used below
+
 Fn = Callable[[], object]
 
 
@@ -151,17 +153,6 @@ def threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def cpu_flags() -> set[str]:
