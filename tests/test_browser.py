@@ -203,6 +203,40 @@ def test_deep_link_opens_the_view(page, app_url):
     assert page.outside == []
 
 
+def test_keyboard_steps_for_talks(page, app_url):
+    """Step by step: arrows move through the steps; Attention: ←/→ the head, ↑/↓ the layer, each
+    redrawing the figure; keys typed into a text box stay text; r runs the open tab's view."""
+    page.goto(f"{app_url}/?tab=walkthrough&prompt=The+cat+sat+on+the+mat&step=0")
+    expect_text(page, "#walk-title", "Step 1 of")
+    page.locator("#walk-title").click()
+    page.keyboard.press("ArrowRight")
+    expect_text(page, "#walk-title", "Step 2 of")
+    page.keyboard.press("ArrowRight")
+    expect_text(page, "#walk-title", "Step 3 of")
+    page.keyboard.press("ArrowLeft")
+    expect_text(page, "#walk-title", "Step 2 of")
+    page.goto(f"{app_url}/?tab=attention&prompt=Hello+world+again&layer=0&head=0&view=head")
+    expect_text(page, "#att-fig", "Layer 0, head 0")
+    page.locator("#att-note").click()
+    page.keyboard.press("ArrowRight")
+    expect_text(page, "#att-fig", "Layer 0, head 1")
+    page.keyboard.press("ArrowUp")
+    expect_text(page, "#att-fig", "Layer 1, head 1")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowLeft")
+    expect_text(page, "#att-fig", "Layer 0, head 0")
+    page.keyboard.press("ArrowLeft")                        # already the first head: nothing changes
+    page.locator("#att-prompt textarea").click()
+    page.keyboard.press("End")
+    page.keyboard.type(" zebra")                            # typing stays typing, "r" included
+    assert page.input_value("#att-prompt textarea") == "Hello world again zebra"
+    page.locator("#att-note").click()
+    page.keyboard.press("r")
+    expect_text(page, "#att-fig", "ebra")                   # the view ran on the edited prompt (" z", "ebra")
+    assert page.input_value("#att-head input[type=number]") == "0"
+    assert page.outside == []
+
+
 def test_step_by_step_walks_through_every_step(page, app_url):
     from playground.inspection.walkthrough import STEP_IDS
     page.goto(f"{app_url}/?tab=walkthrough&prompt=The+cat+sat+on+the+mat&layer=1&head=2&step=0")

@@ -77,6 +77,45 @@ ABSOLUTE_LINK_JS = """(query) => {
 }"""
 
 
+# Keyboard steps for talks (README, "For talks"), ignored while typing in a box or with a modifier:
+#   Step by step: ← / → the previous / next step.   Attention: ← / → the head, ↑ / ↓ the layer.
+#   r: run the open tab's view (its main button).
+KEYS_JS = """() => {
+  const shown = (id) => { const el = document.getElementById(id); return el && el.offsetParent !== null ? el : null; };
+  const nudge = (id, delta) => {
+    const root = shown(id); if (!root) return false;
+    const box = root.querySelector("input[type=number]"), range = root.querySelector("input[type=range]");
+    if (!box || !range) return false;
+    const lo = Number(range.min), hi = Number(range.max);
+    const v = Math.min(hi, Math.max(lo, Number(box.value) + delta));
+    if (v === Number(box.value)) return true;
+    box.value = String(v);
+    box.dispatchEvent(new Event("input", {bubbles: true}));
+    box.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", bubbles: true}));
+    box.dispatchEvent(new Event("blur"));
+    return true;
+  };
+  const click = (ids) => { for (const id of ids) { const b = shown(id); if (b) { b.click(); return true; } } return false; };
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const t = e.target, tag = (t && t.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || tag === "select" || (t && t.isContentEditable)) return;
+    let done = false;
+    if (shown("walk-next")) {
+      if (e.key === "ArrowRight") done = click(["walk-next"]);
+      if (e.key === "ArrowLeft") done = click(["walk-prev"]);
+    } else if (shown("att-fig")) {
+      if (e.key === "ArrowRight") done = nudge("att-head", 1);
+      if (e.key === "ArrowLeft") done = nudge("att-head", -1);
+      if (e.key === "ArrowUp") done = nudge("att-layer", 1);
+      if (e.key === "ArrowDown") done = nudge("att-layer", -1);
+    }
+    if (e.key === "r") done = click(["generate-btn", "att-btn", "trace-btn", "lens-btn", "next-btn", "surprisal-btn", "ablate-btn", "attr-btn", "patch-btn", "compare-btn"]);
+    if (done) e.preventDefault();
+  });
+}"""
+
+
 def launch_kwargs(max_upload_mb: int | None = None) -> dict[str, Any]:
     """What every ``demo.launch`` of this app passes (plus host/port/prevent_thread_lock).
 
@@ -84,7 +123,7 @@ def launch_kwargs(max_upload_mb: int | None = None) -> dict[str, Any]:
     answers 413 to a larger one before it reaches a handler."""
     from .validate import upload_limit_mb
     mb = max_upload_mb or upload_limit_mb()
-    return dict(theme=theme(), css=CSS, ssr_mode=False, show_error=True, footer_links=["api"],
+    return dict(theme=theme(), css=CSS, js=KEYS_JS, ssr_mode=False, show_error=True, footer_links=["api"],
                 max_file_size=mb * 2**20)
 
 
