@@ -287,6 +287,24 @@ def test_attention_long_prompt_is_cropped_with_a_note(snap):
     assert "300 tokens" in attention_view(snap, req).note
 
 
+def test_attention_window_counts_in_the_users_own_positions(snap):
+    """A 40-token text keeps its last 32 in the view (tokens 8-39): a window starting at token 10 of the
+    text starts at the view's row 2; one before the view or past the end moves, and the note says so."""
+    text = "word" + " word" * 39                          # 40 tokens
+    full = check_attention(snap, text, 0, 0, "single head", window_start=None)
+    assert full.offset == 8 and len(full.prompt_ids) == 32
+    req = check_attention(snap, text, 0, 0, "single head", window_start=10, tokens_shown=4)
+    assert req.query_window() == ((2, 6), "")
+    av = attention_view(snap, req)
+    assert list(av.figure.data[0].y)[0] == 2 and "window starts" not in av.note      # the first row: position 2
+    early = check_attention(snap, text, 0, 0, "single head", window_start=3, tokens_shown=4)
+    assert early.query_window()[0] == (0, 4)
+    assert "holds tokens 8–39 of your text: it starts at token 8" in attention_view(snap, early).note
+    late = check_attention(snap, text, 0, 0, "single head", window_start=500, tokens_shown=4)
+    assert late.query_window()[0] == (28, 32)
+    assert "cannot start at token 500" in attention_view(snap, late).note
+
+
 @pytest.mark.parametrize("kwargs, fragment", [
     (dict(layer=2), "This model has 2 layers"), (dict(head=-1), "Head"), (dict(view="sideways"), "View"),
     (dict(tokens_shown=1), "Tokens shown"), (dict(score="vibes"), "Score"),

@@ -71,7 +71,7 @@ def build(ctx: AppContext) -> AttentionTab:
             with gr.Row():
                 tokens_shown = gr.Slider(2, v.ATTENTION_TOKENS, value=64, step=1,
                                          label="Tokens shown (the last N unless a start is set)")
-                window_start = gr.Number(value=None, precision=0, label="Window starts at token (empty = end)")
+                window_start = gr.Number(value=None, precision=0, label="Window starts at token (0 = the first of your text; empty = the end)")
                 log_scale = gr.Checkbox(label="Log colour scale", value=False)
                 hide_first = gr.Checkbox(label="Hide the first-token column (attention sink)", value=False)
         note = gr.Markdown(elem_id="att-note")

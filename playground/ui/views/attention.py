@@ -42,6 +42,25 @@ class AttentionRequest:
     log_scale: bool
     hide_first: bool
     note: str
+    offset: int = 0                # tokens of the user's prompt left out in front (the view keeps the rest)
+
+    def query_window(self) -> tuple[tuple[int, int] | None, str]:
+        """The query rows to show, in the captured tokens' positions, and a sentence when the window the
+        user asked for (in the positions of their own prompt, counting from 0) had to move."""
+        if self.window_start is None:
+            return None, ""
+        n = len(self.prompt_ids)
+        start, note = self.window_start - self.offset, ""
+        total = n + self.offset
+        if start < 0:
+            note = (f"The window starts at token {self.window_start}, but this view holds tokens "
+                    f"{self.offset:,}–{total - 1:,} of your text: it starts at token {self.offset:,}.")
+            start = 0
+        elif start >= n:
+            note = (f"Your text has {total:,} tokens (0–{total - 1:,}), so a window cannot start at token "
+                    f"{self.window_start:,}: it shows the last {min(self.tokens_shown, n):,} instead.")
+            start = max(0, n - self.tokens_shown)
+        return (start, min(n, start + self.tokens_shown)), note
 
 
 def check_attention(snap: Snapshot, prompt: Any, layer: Any = 0, head: Any = 0, view: Any = "single head",
@@ -57,10 +76,11 @@ def check_attention(snap: Snapshot, prompt: Any, layer: Any = 0, head: Any = 0, 
     shown = v.whole(tokens_shown, "Tokens shown", 2, v.ATTENTION_TOKENS, default=default_shown)
     start = None
     if window_start is not None and window_start != "" and window_start != -1:
-        start = v.whole(window_start, "Window start", 0, v.ATTENTION_TOKENS - 1)
-    ids, note = crop_note(encode(snap, text), min(cfg.context_length, v.ATTENTION_TOKENS), "attention view")
+        start = v.whole(window_start, "Window start", 0, v.MAX_PROMPT_CHARS)
+    full = encode(snap, text)
+    ids, note = crop_note(full, min(cfg.context_length, v.ATTENTION_TOKENS), "attention view")
     return AttentionRequest(tuple(ids), lay, hd, kind, sc, start, shown, v.flag(log_scale, "Log colour scale"),
-                            v.flag(hide_first, "Hide first token"), note)
+                            v.flag(hide_first, "Hide first token"), note, offset=len(full) - len(ids))
 
 
 @dataclass
@@ -119,7 +139,7 @@ def attention_view(snap: Snapshot, req: AttentionRequest, figures: bool = True) 
     """Weights of the requested layer, head scores, and (unless ``figures`` is False, as for the
     API) the figures."""
     cap = _capture_for(snap, req.prompt_ids, req.layer)
-    qwin = None if req.window_start is None else (req.window_start, req.window_start + req.tokens_shown)
+    qwin, window_note = req.query_window()
     common = dict(query_window=qwin, log_scale=req.log_scale, hide_first=req.hide_first,
                   max_tokens=req.tokens_shown)
     if not figures:
@@ -131,7 +151,7 @@ def attention_view(snap: Snapshot, req: AttentionRequest, figures: bool = True) 
     else:
         fig = aggregate_figure(cap, req.layer, **common)
     scores = scores_for(snap, req.prompt_ids)
-    notes = [req.note, cap.note if cap.note != req.note else ""]
+    notes = [req.note, cap.note if cap.note != req.note else "", window_note]
     if len(req.prompt_ids) < 2:
         notes.append("Head scores other than induction need at least 2 tokens: measured on random tokens.")
     elif len(req.prompt_ids) > SCORE_TOKENS:
