@@ -152,8 +152,13 @@ def test_journey_through_every_tab(page, app_url, tmp_path, monkeypatch):
     set_slider(page, "#p-layers", 24)
     deeper = param_breakdown(PRESETS["gpt2"].replace(n_layers=24)).total
     expect_text(page, "#p-summary", f"{deeper:,} parameters")
+    # A config that cannot be built (768 is not divisible by 7 heads): said in place, stale figures gone.
+    set_slider(page, "#p-heads", 7)
+    expect_text(page, "#p-summary", "⚠️")
+    page.wait_for_function("() => !document.querySelector('#p-treemap .js-plotly-plot')")
     page.click("#preset-gpt2-xl")
     expect_text(page, "#p-summary", f"{param_breakdown(PRESETS['gpt2-xl']).total:,}")
+    page.locator("#p-treemap .js-plotly-plot").wait_for()
     shot(page, "4-parameters")
 
     # Logit lens and next token.

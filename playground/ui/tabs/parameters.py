@@ -110,7 +110,10 @@ def wire(t: ParametersTab, ctx: AppContext) -> None:
         try:
             cfg = param_view.check_params(vocab, ctx_len, emb, heads, layers, bias, tie)
         except v.InputError as e:   # live updates: say it in place, no pop-up on every slider step
-            return {t.summary: f"## ⚠️ {e.message}"}
+            # The figures, table and downloads were for the last valid config: cleared, not left stale.
+            return {t.summary: f"## ⚠️ {e.message}\n\nThe figures and the table come back when the config is valid.",
+                    t.compare: "", t.treemap: None, t.bar: None, t.table: [], t.derivation: "",
+                    t.json: None, t.csv: None}
         return outputs_for(t, ctx, cfg, present_on)
 
     def preset(name: str):
