@@ -109,6 +109,17 @@ def test_journey_through_every_tab(page, app_url, tmp_path, monkeypatch):
     expect_text(page, "#alt-caption", "Token 3 of 300")
     shot(page, "1-generate")
 
+    # A bad input: a notice says why, and what was generated stays in view (no "Error" over it).
+    prompt.fill("")
+    page.click("#generate-btn")
+    expect_text(page, ".toast-body", "Prompt is empty")
+    assert page.input_value("#gen-text textarea").startswith("Once upon")
+    expect_text(page, "#gen-stats", "generated: 300")
+    assert page.locator("#gen-tokens .token").count() > 300 - 5
+    assert page.locator("#gen-stats .error, #gen-tokens .error, #alt-table .error").count() == 0
+    page.locator(".toast-close").first.click()
+    prompt.fill("Once upon a time")
+
     # Stop: a long run stops at once and keeps what it had. (The tiny model would finish 500 tokens
     # before a busy browser gets the click through, so each token is made to take 20 ms.)
     slow_down_generation(monkeypatch, 0.02)

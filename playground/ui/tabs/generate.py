@@ -118,7 +118,14 @@ def wire(t: GenerateTab, ctx: AppContext) -> None:
     @guarded
     def ui_generate(prompt, max_new_tokens, temp, k, p, s, precision, present_on):
         snap = ctx.need_model()
-        req = gen_view.check_generate(snap, prompt, max_new_tokens, temp, k, p, s, ALTERNATIVES, precision)
+        try:
+            req = gen_view.check_generate(snap, prompt, max_new_tokens, temp, k, p, s, ALTERNATIVES, precision)
+        except v.InputError as e:
+            # Said in a notice, and the event succeeds: a failed event would cover every output with an
+            # "Error" pill and hide the text generated before, which the user keeps.
+            gr.Warning(e.message, title="Check your input")
+            yield {t.stats: gr.skip()}
+            return
         last_text = last_tokens = 0.0
         gv = None
         for gv in gen_view.stream_generation(snap, req, ctx.batcher):
