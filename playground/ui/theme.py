@@ -62,6 +62,7 @@ body.presentation #next-fig, body.presentation #ablate-fig, body.presentation #a
 body.presentation #patch-fig, body.presentation #compare-fig, body.presentation #surprisal-text {{ order: -2; }}
 body.presentation #att-note, body.presentation #patch-note, body.presentation #attr-note {{ order: -1; }}
 body.presentation #p-summary {{ order: -3; }}
+body.presentation #alt-row {{ flex-direction: column; }}
 body.presentation #p-figs {{ order: -2; }}
 """
 

@@ -24,7 +24,7 @@ def alternatives_figure(rows: Sequence[Sequence[Any]], title: str = "") -> go.Fi
             hovertemplate="%{y}: %{x:.4f}<extra></extra>",
         ))
     fig.update_layout(
-        title=dict(text=title or "Drawn from (red: the token drawn)"),
+        title=dict(text=title or "The choices (red: drawn)"),
         xaxis=dict(title="probability", range=[0, min(1.0, max([float(r[3]) for r in rows] + [0.01]) * 1.3)]),
         yaxis=dict(autorange="reversed", categoryorder="array", categoryarray=[f"{r[0]}. {r[1]}" for r in rows]),
         height=max(260, 26 * len(rows) + 110), margin=dict(l=10, r=10, t=60, b=40), showlegend=False,

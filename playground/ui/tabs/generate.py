@@ -87,7 +87,7 @@ def build(ctx: AppContext) -> GenerateTab:
                     combine_adjacent=False, elem_id="gen-tokens")
                 gr.Markdown("Click a token to see what else it could have been.", elem_classes="token-help")
                 alt_caption = gr.Markdown(elem_id="alt-caption")
-                with gr.Row():
+                with gr.Row(elem_id="alt-row"):
                     alt_table = gr.Dataframe(headers=["rank", "token", "id", "probability", "drawn"],
                                              interactive=False, elem_id="alt-table", max_height=360)
                     alt_fig = gr.Plot(label="Alternatives", elem_id="alt-fig")
