@@ -297,6 +297,7 @@ def test_attention_window_counts_in_the_users_own_positions(snap):
     assert req.query_window() == ((2, 6), "")
     av = attention_view(snap, req)
     assert list(av.figure.data[0].y)[0] == 2 and "window starts" not in av.note      # the first row: position 2
+    assert "queries 10-13, keys 10-13 of 40 tokens" in av.figure.layout.title.text    # said in the text's positions
     early = check_attention(snap, text, 0, 0, "single head", window_start=3, tokens_shown=4)
     assert early.query_window()[0] == (0, 4)
     assert "holds tokens 8–39 of your text: it starts at token 8" in attention_view(snap, early).note

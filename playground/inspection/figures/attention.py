@@ -47,8 +47,9 @@ def _view(cap: AttentionCapture, w: torch.Tensor, query_window, key_window, limi
     k_pos = np.arange(ks, ke)[None, :]
     weights = np.where(k_pos > q_pos, np.nan, weights)
     z = np.log10(np.maximum(weights, LOG_FLOOR)) if log_scale else weights
-    if (qs, qe) != (0, t) or (ks, ke) not in ((0, t), (1, t)):
-        notes.append(f"queries {qs}-{qe - 1}, keys {ks}-{ke - 1} of {t} tokens")
+    if (qs, qe) != (0, t) or (ks, ke) not in ((0, t), (1, t)) or cap.offset:
+        o = cap.offset              # positions as in the whole prompt, of which the first ``o`` were cut
+        notes.append(f"queries {qs + o}-{qe - 1 + o}, keys {ks + o}-{ke - 1 + o} of {t + o} tokens")
     if cap.note:
         notes.append(cap.note)
     return dict(weights=weights, z=z, queries=list(range(qs, qe)), keys=list(range(ks, ke)), notes=notes)

@@ -1,6 +1,7 @@
 """The Attention tab's computation: weights of one layer, head scores, their figures."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +140,8 @@ def attention_view(snap: Snapshot, req: AttentionRequest, figures: bool = True) 
     """Weights of the requested layer, head scores, and (unless ``figures`` is False, as for the
     API) the figures."""
     cap = _capture_for(snap, req.prompt_ids, req.layer)
+    if req.offset:                  # the user's text was cropped before capture: its positions, for the figure
+        cap = dataclasses.replace(cap, offset=cap.offset + req.offset)
     qwin, window_note = req.query_window()
     common = dict(query_window=qwin, log_scale=req.log_scale, hide_first=req.hide_first,
                   max_tokens=req.tokens_shown)
