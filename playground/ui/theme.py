@@ -54,6 +54,10 @@ body.presentation .gradio-container {{ max-width: none !important; padding-top: 
 /* A projector shows ~720 px: the open tab's main figure comes first, the controls after it. */
 body.presentation #title p {{ display: none; }}
 body.presentation #model-badge {{ font-size: var(--text-sm); }}
+/* The header's switches and the tab bar stay compact, so the figure starts high and every tab fits 1280 px. */
+body.presentation #present, body.presentation #present * {{ font-size: 16px; }}
+body.presentation #copy-link {{ font-size: 16px; padding: 2px 8px; }}
+body.presentation #tabs [role="tab"] {{ font-size: 18px; padding: 4px 9px; }}
 /* The figure's own title says what it is: Gradio's label box over it would cover that title. */
 body.presentation [data-testid="block-label"] {{ display: none; }}
 body.presentation #title h1 {{ font-size: var(--text-xl); }}
@@ -151,6 +155,7 @@ def style_figure(fig: go.Figure, present: bool = False) -> go.Figure:
         if "colorbar" in trace:
             trace.colorbar.tickfont = dict(size=PROJECTOR_TEXT)
             trace.colorbar.title.font = dict(size=PROJECTOR_TEXT)
+            trace.colorbar.title.side = "right"    # beside the bar: on top, at this size, it covers the top tick
     if fig.layout.height is not None and fig.layout.height < PROJECTOR_HEIGHT:
         fig.update_layout(height=PROJECTOR_HEIGHT)
     return fig
