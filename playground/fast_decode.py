@@ -31,6 +31,7 @@ import functools
 import threading
 import weakref
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -225,6 +226,26 @@ class FastWeights:
 
     # ---------------------------------------------------------------- forward
 
+    def _blocks(self, x: torch.Tensor, attend: "Callable[[int, torch.Tensor], torch.Tensor]") -> torch.Tensor:
+        """The transformer blocks on ``x`` ``(N, E)``: the residual stream after the last one, ``(N, E)``.
+
+        ``attend(i, qkv)`` is block ``i``'s attention: the ``(N, 3E)`` projections in, the context
+        vectors ``(N, E)`` out (storing keys and values in the cache as it goes); the two forwards
+        below differ only there.
+        """
+        e = self.cfg.emb_dim
+        for i, layer in enumerate(self.layers):
+            y = F.layer_norm(x, (e,), layer.ln1[0], layer.ln1[1], self.eps)
+            x = layer.out.add(attend(i, layer.qkv(y)), x)                       # shortcut fused
+            y = F.layer_norm(x, (e,), layer.ln2[0], layer.ln2[1], self.eps)
+            x = layer.proj.add(layer.fc.gelu(y), x)
+        return x
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Final norm and vocabulary head on the positions kept, ``(B, E)`` -> float32 ``(B, V)``."""
+        x = F.layer_norm(x, (self.cfg.emb_dim,), self.ln_f[0], self.ln_f[1], self.eps)
+        return self.head(x).float()
+
     @torch.inference_mode()
     def forward(self, idx: torch.Tensor, cache: FusedKVCache) -> torch.Tensor:
         """Logits ``(B, V)`` (float32) of the last position of ``idx`` ``(B, T)``.
@@ -245,9 +266,10 @@ class FastWeights:
         mask = None
         if start > 0 and t > 1:  # a chunk after cached tokens: query i sees keys <= start+i
             mask = ~future_mask(t, end, start, idx.device)                      # (T, end)
-        for layer, kv in zip(self.layers, cache.kv):                            # kv: (B, 2, H, L, D)
-            y = F.layer_norm(x, (e,), layer.ln1[0], layer.ln1[1], self.eps)
-            qkv = layer.qkv(y).view(b, t, 3, h, d)                              # (B, T, 3, H, D)
+
+        def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
+            kv = cache.kv[i]                                                    # (B, 2, H, L, D)
+            qkv = qkv.view(b, t, 3, h, d)                                       # (B, T, 3, H, D)
             kv[:, :, :, start:end].copy_(qkv[:, :, 1:].permute(0, 2, 3, 1, 4))  # (B, 2, H, T, D)
             q = qkv[:, :, 0].transpose(1, 2)                                    # (B, H, T, D)
             if start == 0:  # nothing cached before: attend over the fresh keys as computed
@@ -256,14 +278,10 @@ class FastWeights:
             else:           # over the cache
                 ctx = F.scaled_dot_product_attention(q.to(kv.dtype), kv[:, 0, :, :end], kv[:, 1, :, :end],
                                                      attn_mask=mask).to(self.dtype)
-            ctx = ctx.transpose(1, 2).reshape(b * t, e)                         # (B*T, E)
-            x = layer.out.add(ctx, x)                                           # shortcut fused
-            y = F.layer_norm(x, (e,), layer.ln2[0], layer.ln2[1], self.eps)
-            x = layer.proj.add(layer.fc.gelu(y), x)
+            return ctx.transpose(1, 2).reshape(b * t, e)                        # (B*T, E)
+        x = self._blocks(x, attend)
         cache.advance(t)
-        last = x.view(b, t, e)[:, -1]                                           # (B, E)
-        last = F.layer_norm(last, (e,), self.ln_f[0], self.ln_f[1], self.eps)
-        return self.head(last).float()                                          # (B, V)
+        return self._logits(x.view(b, t, e)[:, -1])                             # head on the last position only
 
     @torch.inference_mode()
     def forward_rows(self, ids: torch.Tensor, caches: "list[FusedKVCache]") -> torch.Tensor:
@@ -284,9 +302,9 @@ class FastWeights:
         positions = torch.tensor(starts, device=ids.device)
         x = F.embedding(ids, self.tok_emb) + self.pos_emb[positions]               # (B, E)
         x = x.to(self.dtype)
-        for i, layer in enumerate(self.layers):
-            y = F.layer_norm(x, (e,), layer.ln1[0], layer.ln1[1], self.eps)
-            qkv = layer.qkv(y).view(b, 1, 3, h, d)                                 # (B, 1, 3, H, D)
+
+        def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
+            qkv = qkv.view(b, 1, 3, h, d)                                          # (B, 1, 3, H, D)
             ctx = torch.empty(b, h, 1, d, dtype=self.dtype, device=ids.device)   # (B, H, 1, D)
             for r, (start, c) in enumerate(zip(starts, caches)):
                 kv = c.kv[i]                                                       # (1, 2, H, L, D)
@@ -295,13 +313,11 @@ class FastWeights:
                 q = row[:, :, 0].transpose(1, 2)                                   # (1, H, 1, D)
                 ctx[r:r + 1] = F.scaled_dot_product_attention(
                     q.to(kv.dtype), kv[:, 0, :, :start + 1], kv[:, 1, :, :start + 1])
-            x = layer.out.add(ctx.transpose(1, 2).reshape(b, e), x)                # shortcut fused
-            y = F.layer_norm(x, (e,), layer.ln2[0], layer.ln2[1], self.eps)
-            x = layer.proj.add(layer.fc.gelu(y), x)
+            return ctx.transpose(1, 2).reshape(b, e)                               # (B, E)
+        x = self._blocks(x, attend)
         for c in caches:
             c.advance(1)
-        x = F.layer_norm(x, (e,), self.ln_f[0], self.ln_f[1], self.eps)
-        return self.head(x).float()                                                # (B, V)
+        return self._logits(x)                                                     # (B, V)
 
 
 # ------------------------------------------------------------------ per-model cache
