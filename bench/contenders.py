@@ -54,13 +54,6 @@ class Pair:
             self._copies[key] = m
         return self._copies[key]
 
-    def hf_eager(self):
-        if "eager" not in self._copies:
-            m = copy.deepcopy(self.hf)
-            m.set_attn_implementation("eager")
-            self._copies["eager"] = m
-        return self._copies["eager"]
-
     def ours_in(self, dtype: torch.dtype) -> GPTModel:
         """Our model itself in ``dtype`` (for the book's loop, which runs the model as is)."""
         if dtype == torch.float32:

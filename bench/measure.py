@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from playground.kernel_choice import cpu_name  # noqa: F401 - one definition, used below
+from playground.kernel_choice import cpu_name
 
 Fn = Callable[[], object]
 

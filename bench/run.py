@@ -295,7 +295,7 @@ class Bench:
     def run_attention(self, pair: C.Pair) -> None:
         from playground.inspection.attention import capture_attention
 
-        hf = pair.hf_eager()
+        hf = pair.hf_variant(torch.float32, "eager")
         last = pair.ours.cfg.n_layers - 1
 
         def ours(idx, layers=None):

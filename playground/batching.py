@@ -25,7 +25,6 @@ holding at most ``backlog`` undelivered steps; the others go on.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import queue
@@ -83,7 +82,6 @@ class _Row:
     logits: torch.Tensor | None = None                   # (1, V) the next token is drawn from these
     cropped: bool = False
     steps: int = 0
-    seq: int = 0
 
 
 class Batcher:
@@ -106,7 +104,6 @@ class Batcher:
         self._waiting: deque[_Row] = deque()
         self._active: list[_Row] = []
         self._thread: threading.Thread | None = None
-        self._seq = itertools.count()
         self.steps_run = 0                     # batched decode steps so far
         self.rows_per_step_max = 0             # the most rows one step decoded together
 
@@ -157,7 +154,7 @@ class Batcher:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                if row.out.qsize() < self.backlog:
+                if row.out.qsize() == self.backlog - 1:   # this take made room: the row may go on
                     self._wake()
                 yield item
         finally:
@@ -174,7 +171,6 @@ class Batcher:
 
     def _submit(self, row: _Row) -> None:
         with self._cond:
-            row.seq = next(self._seq)
             self._waiting.append(row)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
@@ -210,7 +206,7 @@ class Batcher:
             if not ready:
                 with self._cond:
                     self._drop_cancelled()
-                    if not self._waiting or self._admission_blocked():
+                    if not self._waiting or not self._fits(self._waiting[0]):
                         self._cond.wait(timeout=0.05 if self._active or self._waiting else None)
                 continue
             decode: dict[int, list[_Row]] = {}
@@ -227,10 +223,6 @@ class Batcher:
                     self._guard([row], self._prefill)
             for rows in decode.values():
                 self._guard(rows, self._decode)
-
-    def _admission_blocked(self) -> bool:
-        row = self._waiting[0]
-        return not self._fits(row)
 
     def _fits(self, row: _Row) -> bool:
         used = sum(r.cache_bytes for r in self._active)

@@ -222,25 +222,21 @@ def test_deep_link_opens_the_view(page, app_url):
 def test_keyboard_steps_for_talks(page, app_url):
     """Step by step: arrows move through the steps; Attention: ←/→ the head, ↑/↓ the layer, each
     redrawing the figure; keys typed into a text box stay text; r runs the open tab's view."""
+    def keys(selector: str, *steps: tuple[str, str]) -> None:
+        """Press each key (outside any text box) and wait for ``selector`` to show the text after it."""
+        for key, text in steps:
+            page.keyboard.press(key)
+            expect_text(page, selector, text)
+
     page.goto(f"{app_url}/?tab=walkthrough&prompt=The+cat+sat+on+the+mat&step=0")
     expect_text(page, "#walk-title", "Step 1 of")
     page.locator("#walk-title").click()
-    page.keyboard.press("ArrowRight")
-    expect_text(page, "#walk-title", "Step 2 of")
-    page.keyboard.press("ArrowRight")
-    expect_text(page, "#walk-title", "Step 3 of")
-    page.keyboard.press("ArrowLeft")
-    expect_text(page, "#walk-title", "Step 2 of")
+    keys("#walk-title", ("ArrowRight", "Step 2 of"), ("ArrowRight", "Step 3 of"), ("ArrowLeft", "Step 2 of"))
     page.goto(f"{app_url}/?tab=attention&prompt=Hello+world+again&layer=0&head=0&view=head")
     expect_text(page, "#att-fig", "Layer 0, head 0")
     page.locator("#att-note").click()
-    page.keyboard.press("ArrowRight")
-    expect_text(page, "#att-fig", "Layer 0, head 1")
-    page.keyboard.press("ArrowUp")
-    expect_text(page, "#att-fig", "Layer 1, head 1")
-    page.keyboard.press("ArrowDown")
-    page.keyboard.press("ArrowLeft")
-    expect_text(page, "#att-fig", "Layer 0, head 0")
+    keys("#att-fig", ("ArrowRight", "Layer 0, head 1"), ("ArrowUp", "Layer 1, head 1"),
+         ("ArrowDown", "Layer 0, head 1"), ("ArrowLeft", "Layer 0, head 0"))
     page.keyboard.press("ArrowLeft")                        # already the first head: nothing changes
     page.locator("#att-prompt textarea").click()
     page.keyboard.press("End")

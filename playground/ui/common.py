@@ -34,11 +34,11 @@ log = logging.getLogger("playground.ui")
 
 EXAMPLES = EXAMPLE_PROMPTS
 DEFAULT_PROMPT = EXAMPLES[0]
-# Everything that runs the model shares one queue, one at a time: inspection attaches hooks to the
-# shared model, so two passes must never overlap. Arithmetic-only events skip it.
+# Everything that runs the model's own forward shares one queue, one at a time: inspection attaches
+# hooks to the shared model, so two passes must never overlap. Generations run on the batcher's
+# prepared weights, which hooks never touch, in their own queue (:func:`generate_queue`).
+# Arithmetic-only events skip both.
 MODEL_QUEUE: dict[str, Any] = dict(concurrency_id="model", concurrency_limit=1)
-# Generations run on the batcher's prepared weights, which hooks never touch: they have their own
-# queue, as many at once as the batch holds (see :func:`generate_queue`).
 LIGHT: dict[str, Any] = dict(concurrency_id="light", concurrency_limit=None)
 PRIVATE: dict[str, Any] = dict(api_visibility="private")
 
