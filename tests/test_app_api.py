@@ -150,7 +150,9 @@ def test_inspection_endpoints(server):
     head = client.predict(prompt, 1, 2, "single head", api_name="/attention")
     n = len(head["tokens"])
     assert head["layer"] == 1 and head["head"] == 2 and len(head["weights"]) == n and len(head["weights"][0]) == n
-    assert set(head["scores"]) == {"previous_token", "first_token", "current_token", "entropy", "induction"}
+    assert set(head["scores"]) == {"previous_token", "first_token", "current_token", "entropy", "induction",
+                                   "prompt_induction"}
+    assert all(x is not None for x in head["scores"]["prompt_induction"][0])     # "The cat sat" repeats
     layer = client.predict(prompt, 0, 0, "all heads", api_name="/attention")
     assert len(layer["weights"]) == 4
     agg = client.predict(prompt, 0, 0, "mean & max", api_name="/attention")

@@ -11,7 +11,7 @@ from playground.config import GPTConfig
 from playground.hooks import capture
 from playground.inspection.attention import (
     capture_attention, current_token_score, entropy_score, first_token_score, head_scores,
-    induction_score, previous_token_score, repeated_random_tokens,
+    induction_score, previous_token_score, prompt_induction_score, repeat_targets, repeated_random_tokens,
 )
 from playground.model import GPTModel
 
@@ -235,11 +235,36 @@ def test_head_scores_shapes_seed_and_export(model):
     rows = s.rows()
     assert len(rows) == 6 and set(rows[0]) >= {"layer", "head", "induction"}
     assert json.loads(s.to_json())["scores"]["induction"][0][0] == pytest.approx(rows[0]["induction"])
-    assert s.to_csv().splitlines()[0] == "layer,head,previous_token,first_token,current_token,entropy,induction"
+    assert s.to_csv().splitlines()[0] == ("layer,head,previous_token,first_token,current_token,entropy,induction,"
+                                          "prompt_induction")
+    assert torch.isnan(s.prompt_induction).all() and s.repeats == 0       # no prompt: nothing to score
+    assert json.loads(s.to_json())["scores"]["prompt_induction"][0][0] is None
     s = head_scores(model, seq_len=100)
     assert s.seq_len == 16 and "fit" in s.note
     with pytest.raises(ValueError):
         head_scores(model, [1])
+
+
+def test_repeat_targets_point_after_the_latest_earlier_occurrence():
+    #          0  1  2  3  4  5  6  7  8
+    queries, keys = repeat_targets([5, 6, 7, 5, 6, 7, 7, 9, 5])
+    # 3 (5 seen at 0) -> 1; 4 -> 2; 5 -> 3; 6 ("7 7": target is the query itself) left out; 8 (5 last at 3) -> 4
+    assert (queries, keys) == ([3, 4, 5, 8], [1, 2, 3, 4])
+    assert repeat_targets([1, 2, 3]) == ([], []) and repeat_targets([4, 4, 4]) == ([], [])
+
+
+def test_prompt_induction_score_is_the_mean_weight_on_the_targets(model):
+    ids = [11, 12, 13, 14, 11, 12, 13, 14, 40]
+    s = head_scores(model, ids, seq_len=6, batch=1)
+    queries, keys = repeat_targets(ids)
+    cap = capture_attention(model, ids)
+    by_hand = torch.stack([cap.layer(l)[:, queries, keys].mean(-1) for l in range(3)])       # (L, H)
+    torch.testing.assert_close(s.prompt_induction, by_hand)
+    assert s.repeats == 4 == len(queries)
+    pattern = torch.softmax(torch.randn(2, 3, 9, 9), -1)                                      # (B, H, T, T)
+    torch.testing.assert_close(prompt_induction_score(pattern, queries, keys),
+                               pattern[:, :, queries, keys].mean(dim=(0, -1)))
+    assert torch.isnan(head_scores(model, [1, 2, 3, 4], seq_len=6, batch=1).prompt_induction).all()
 
 
 def test_another_threads_forward_is_neither_recorded_nor_stopped(model):

@@ -79,13 +79,17 @@ def test_layer_grid_and_aggregates(model):
 def test_head_scores_grid_is_clickable_data(model):
     s = head_scores(model, seq_len=10, batch=1)
     fig = head_scores_figure(s)
-    assert len(fig.data) == 5 and [t.visible for t in fig.data] == [True] + [False] * 4
+    assert len(fig.data) == 6 and [t.visible for t in fig.data] == [True] + [False] * 5
     hm = fig.data[0]
     assert np.asarray(hm.z).shape == (2, 4) and np.asarray(hm.customdata).shape == (2, 4, 2)
     assert list(hm.customdata[1][3]) == [1, 3]
-    assert len(fig.layout.updatemenus[0].buttons) == 5
+    assert len(fig.layout.updatemenus[0].buttons) == 6
     one = head_scores_figure(s, "induction")
     assert len(one.data) == 1 and "induction" in one.layout.title.text
+    blank = head_scores_figure(s, "prompt_induction")          # no prompt: says why the grid is empty
+    assert "no token in it repeats" in blank.layout.title.text and set(blank.data[0].text.flatten()) == {""}
+    rep = head_scores_figure(head_scores(model, [7, 8, 9, 7, 8, 9], seq_len=10, batch=1), "prompt_induction")
+    assert "the 3 tokens of your prompt that occurred before" in rep.layout.title.text
 
 
 def test_axis_helpers():

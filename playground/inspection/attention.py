@@ -24,7 +24,8 @@ from .random_tokens import repeated_random_tokens
 from .inputs import (LabelFn, StopForward, TokenInput, TokenizerLike, crop, eval_mode, join_notes,
                      prepare, this_thread_only)
 
-SCORE_NAMES: tuple[str, ...] = ("previous_token", "first_token", "current_token", "entropy", "induction")
+SCORE_NAMES: tuple[str, ...] = ("previous_token", "first_token", "current_token", "entropy", "induction",
+                                "prompt_induction")
 
 SCORE_DOCS: dict[str, str] = {
     "previous_token": "mean weight a query puts on the token just before it (queries 1..T-1)",
@@ -33,6 +34,8 @@ SCORE_DOCS: dict[str, str] = {
     "entropy": "mean entropy of a query's weights, in nats (0 = one key only; log(i+1) = uniform)",
     "induction": ("on a random sequence repeated twice: mean weight a second-half token puts on the "
                   "token that followed its first occurrence"),
+    "prompt_induction": ("on your own text: mean weight a token seen before puts on the token that followed "
+                         "its latest earlier occurrence (only such tokens; blank when no token repeats)"),
 }
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB of captured weights, then the prompt is cropped
@@ -225,6 +228,30 @@ def induction_score(pattern: torch.Tensor, seq_len: int, prefix_len: int = 0) ->
     return pattern[..., rows, rows - seq_len + 1].float().mean(dim=(0, -1))
 
 
+def repeat_targets(ids: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Queries ``i`` whose token occurred before, and for each the key ``j + 1`` after its latest earlier
+    occurrence ``j`` — where an induction head looks. Cases with ``j + 1 == i`` (a token repeated at once,
+    "the the") are left out: there the target is the query itself, a current-token head's place."""
+    last: dict[int, int] = {}
+    queries, keys = [], []
+    for i, tok in enumerate(ids):
+        j = last.get(tok)
+        if j is not None and j + 1 < i:
+            queries.append(i)
+            keys.append(j + 1)
+        last[tok] = i
+    return queries, keys
+
+
+def prompt_induction_score(pattern: torch.Tensor, queries: Sequence[int], keys: Sequence[int]) -> torch.Tensor:
+    """``(H,)``: mean of ``A[i, k]`` over the pairs of :func:`repeat_targets` (NaN when there are none)."""
+    if not queries:
+        return torch.full(pattern.shape[1:2], float("nan"))
+    q = torch.as_tensor(list(queries), device=pattern.device)
+    k = torch.as_tensor(list(keys), device=pattern.device)
+    return pattern[..., q, k].float().mean(dim=(0, -1))
+
+
 # --------------------------------------------------------------------------- head scores
 
 
@@ -242,6 +269,7 @@ class HeadScores:
     current_token: torch.Tensor     # (L, H)
     entropy: torch.Tensor           # (L, H)
     induction: torch.Tensor         # (L, H)
+    prompt_induction: torch.Tensor  # (L, H); NaN where the prompt repeats no token (or there is no prompt)
     source: str
     n_tokens: int                   # tokens of the pass that gave the first four
     seq_len: int                    # length of the repeated random half
@@ -249,6 +277,7 @@ class HeadScores:
     seed: int | None
     note: str = ""
     docs: dict[str, str] = field(default_factory=lambda: dict(SCORE_DOCS))
+    repeats: int = 0                # queries of the prompt that ``prompt_induction`` averages over
 
     @property
     def n_layers(self) -> int:
@@ -278,7 +307,7 @@ class HeadScores:
         return dumps({
             "scores": {n: self.score(n).tolist() for n in SCORE_NAMES}, "docs": self.docs,
             "source": self.source, "n_tokens": self.n_tokens, "seq_len": self.seq_len,
-            "batch": self.batch, "seed": self.seed, "note": self.note,
+            "batch": self.batch, "seed": self.seed, "note": self.note, "repeats": self.repeats,
         })
 
     def to_csv(self) -> str:
@@ -325,7 +354,9 @@ def head_scores(model: GPTModel, tokens: TokenInput | None = None, *,
     - ``induction``: on ``[prefix_id] + r + r`` (``r``: ``seq_len`` tokens drawn
       uniformly from ``[low, high)``), mean weight of each second-half token on
       the token after its first occurrence (key ``i - seq_len + 1``). ``pool``
-      draws ``r`` from those ids instead (see :func:`repeated_random_tokens`).
+      draws ``r`` from those ids instead (see :func:`repeated_random_tokens`);
+    - ``prompt_induction``: the same on ``tokens`` themselves, over the queries whose
+      token occurred before (:func:`repeat_targets`); NaN when none does or without ``tokens``.
 
     The first four are measured on ``tokens`` (ids, or text with ``tokenizer``)
     when given, else on the unrepeated first half of the random sequences.
@@ -358,15 +389,18 @@ def head_scores(model: GPTModel, tokens: TokenInput | None = None, *,
             entropy=lambda p: entropy_score(p, half),
         )
     got = _scored_pass(model, rand, reducers)
-    source, n_tokens = "random", prefix_len + seq_len
+    source, n_tokens, repeats = "random", prefix_len + seq_len, 0
+    got["prompt_induction"] = torch.full((model.cfg.n_layers, model.cfg.n_heads), float("nan"))
     if tokens is not None:
         prep = prepare(model, tokens, tokenizer=tokenizer)
         if prep.n_tokens < 2:
             raise ValueError("head scores need a prompt of at least 2 tokens")
-        got.update(_scored_pass(model, prep.ids, {
-            "previous_token": previous_token_score, "first_token": first_token_score,
-            "current_token": current_token_score, "entropy": entropy_score,
-        }))
-        source, n_tokens, note = "prompt", prep.n_tokens, join_notes(prep.note, note)
+        queries, keys = repeat_targets(prep.ids[0].tolist())
+        reducers = {"previous_token": previous_token_score, "first_token": first_token_score,
+                    "current_token": current_token_score, "entropy": entropy_score}
+        if queries:
+            reducers["prompt_induction"] = lambda p: prompt_induction_score(p, queries, keys)
+        got.update(_scored_pass(model, prep.ids, reducers))
+        source, n_tokens, note, repeats = "prompt", prep.n_tokens, join_notes(prep.note, note), len(queries)
     return HeadScores(source=source, n_tokens=n_tokens, seq_len=seq_len, batch=batch,
-                      seed=None if generator is not None else seed, note=note, **got)
+                      seed=None if generator is not None else seed, note=note, repeats=repeats, **got)

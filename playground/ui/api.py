@@ -54,8 +54,9 @@ def register(holder: ModelHolder, model_queue: dict[str, Any], batcher: Batcher)
     def attention(prompt: str, layer: int = 0, head: int = 0, view: str = "single head") -> dict:
         """Attention weights of one head ("single head": T x T), of every head of a layer ("all heads":
         H x T x T) or their mean and max ("mean & max"), with the token labels, and the layer x head
-        score grids (previous_token, first_token, current_token, induction, entropy). Prompts are
-        capped at 256 tokens (the last ones; "note" says so)."""
+        score grids (previous_token, first_token, current_token, induction, entropy, and prompt_induction:
+        induction measured on the prompt's own repeated tokens, null where none repeats). Prompts are capped
+        at 256 tokens (the last ones; "note" says so)."""
         snap = holder.require()
         req = att_view.check_attention(snap, prompt, layer, head, view)
         return _json(att_view.attention_view(snap, req, figures=False).to_json())

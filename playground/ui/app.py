@@ -37,10 +37,11 @@ def badge_text(holder: ModelHolder) -> str:
         return f"⚠️ **No model loaded.** {holder.missing_message()}"
     cfg = snap.model.cfg
     card = snap.card
-    name = f"{card.name} ({card.short})" if card else \
-        f"{snap.name} · {snap.model.num_parameters() / 1e6:,.1f}M parameters"
-    return (f"**Model:** {name} · {cfg.n_layers} layers × {cfg.n_heads} heads · context {cfg.context_length} · "
-            f"{snap.device}")
+    name = card.name if card else f"{snap.name} · {snap.model.num_parameters() / 1e6:,.1f}M parameters"
+    more = (f" ({card.short})" if card else "") + \
+        f" · {cfg.n_layers} layers × {cfg.n_heads} heads · context {cfg.context_length} · {snap.device}"
+    # Presentation mode hides the details (class badge-more), so the header stays one line on a projector.
+    return f"**Model:** {name}<span class='badge-more'>{more}</span>"
 
 
 def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_model_change: bool = True,
@@ -56,7 +57,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
         with gr.Row(equal_height=True):
             gr.Markdown("# GPT-2 Playground\nSee how a GPT-2-style model works inside.", elem_id="title")
             ctx.badge = gr.Markdown(elem_id="model-badge")
-            with gr.Column(scale=0, min_width=260):
+            with gr.Column(scale=0, min_width=260, elem_id="header-switches"):
                 ctx.present = gr.Checkbox(label="Presentation mode (large text, high contrast)", value=False,
                                           elem_id="present")
                 copy_link = gr.Button("Copy link to this view", size="sm", elem_id="copy-link")
@@ -64,7 +65,9 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                               interactive=False)
         current_tab = gr.Textbox(value=generate.TAB_ID, visible="hidden", elem_id="current-tab")
 
-        with gr.Tabs(selected=generate.TAB_ID, elem_id="tabs") as tabs:
+        # "wrap", not Gradio's "⋯" menu: it measures the bar once, before presentation mode enlarges the page,
+        # and then hides the last tabs behind a menu a room cannot see.
+        with gr.Tabs(selected=generate.TAB_ID, elem_id="tabs", overflow_behavior="wrap") as tabs:
             built = {m.TAB_ID: m.build(ctx) for m in TAB_MODULES}
         gen, att = built[generate.TAB_ID], built[attention.TAB_ID]
         for m in TAB_MODULES:

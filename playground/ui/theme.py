@@ -54,6 +54,9 @@ body.presentation .gradio-container {{ max-width: none !important; padding-top: 
 /* A projector shows ~720 px: the open tab's main figure comes first, the controls after it. */
 body.presentation #title p {{ display: none; }}
 body.presentation #model-badge {{ font-size: var(--text-sm); }}
+body.presentation #model-badge .badge-more {{ display: none; }}
+body.presentation #header-switches {{ flex-direction: row; min-width: 470px !important; align-items: stretch; }}
+body.presentation #header-switches > * {{ flex: 1 1 0; }}
 /* The header's switches and the tab bar stay compact, so the figure starts high and every tab fits 1280 px. */
 body.presentation #present, body.presentation #present * {{ font-size: 16px; }}
 body.presentation #copy-link {{ font-size: 16px; padding: 2px 8px; }}
@@ -67,7 +70,7 @@ body.presentation #patch-fig, body.presentation #compare-fig, body.presentation 
 body.presentation #att-note, body.presentation #patch-note, body.presentation #attr-note {{ order: -1; }}
 body.presentation #p-summary {{ order: -3; }}
 body.presentation #alt-row {{ flex-direction: column; }}
-body.presentation #p-figs {{ order: -2; }}
+body.presentation #p-figs {{ order: -2; flex-direction: column; }}
 """
 
 # Runs once when the page loads; the toggle itself is wired to the checkbox in layout.py.
@@ -137,10 +140,26 @@ PROJECTOR_TITLE = 24
 PROJECTOR_HEIGHT = 480
 
 
+def _coloraxes(fig: go.Figure) -> list:
+    return [fig.layout[k] for k in fig.layout if k.startswith("coloraxis") and fig.layout[k] is not None]
+
+
+def _colorbar_titles_beside(fig: go.Figure) -> None:
+    """Colour-bar titles go beside the bar: above it (plotly's default) they cover the top tick label."""
+    for trace in fig.data:
+        if "colorbar" in trace:
+            trace.colorbar.title.side = "right"
+    for axis in _coloraxes(fig):
+        axis.colorbar.title.side = "right"
+
+
 def style_figure(fig: go.Figure, present: bool = False) -> go.Figure:
     """Presentation mode: every text of the figure at least ``PROJECTOR_TEXT`` px (titles larger), cell text
     included, and a figure tall enough to read from the back of a room."""
-    if not present or fig is None:
+    if fig is None:
+        return fig
+    _colorbar_titles_beside(fig)
+    if not present:
         return fig
     fig.update_layout(font=dict(size=PROJECTOR_TEXT), title_font_size=PROJECTOR_TITLE,
                       hoverlabel=dict(font_size=PROJECTOR_TEXT), legend_font_size=PROJECTOR_TEXT)
@@ -155,7 +174,12 @@ def style_figure(fig: go.Figure, present: bool = False) -> go.Figure:
         if "colorbar" in trace:
             trace.colorbar.tickfont = dict(size=PROJECTOR_TEXT)
             trace.colorbar.title.font = dict(size=PROJECTOR_TEXT)
-            trace.colorbar.title.side = "right"    # beside the bar: on top, at this size, it covers the top tick
+    for axis in _coloraxes(fig):
+        axis.colorbar.tickfont = dict(size=PROJECTOR_TEXT)
+        axis.colorbar.title.font = dict(size=PROJECTOR_TEXT)
+    if any(trace.type in ("treemap", "bar") for trace in fig.data):
+        # A label that does not fit at projector size is hidden (it stays on hover), never shrunk to 6 px.
+        fig.update_layout(uniformtext=dict(minsize=PROJECTOR_TEXT - 2, mode="hide"))
     if fig.layout.height is not None and fig.layout.height < PROJECTOR_HEIGHT:
         fig.update_layout(height=PROJECTOR_HEIGHT)
     return fig

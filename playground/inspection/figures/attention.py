@@ -105,8 +105,18 @@ def head_figure(cap: AttentionCapture, layer: int, head: int, *,
     return fig
 
 
+GRID_WIDTH_PX = 1000      # what a layer grid's panels share across (a 1280-1440 px page, minus labels)
+GRID_TARGET_PX = 560      # about how tall the panels should stand together
+LABEL_PX = 18             # a labelled row or column at least this tall: presentation mode's tick size
+
+
 def _grid(n: int) -> tuple[int, int]:
-    cols = math.ceil(math.sqrt(n))
+    """(rows, cols) for ``n`` square panels: together about ``GRID_TARGET_PX`` tall, few empty slots
+    (4 heads: 1 x 4; 12: 2 x 6; 16: 2 x 8; 25: 3 x 9)."""
+    def cost(cols: int) -> float:
+        rows = math.ceil(n / cols)
+        return abs(rows * (GRID_WIDTH_PX / cols + 40) - GRID_TARGET_PX) + 120 * (rows * cols - n)
+    cols = min(range(1, n + 1), key=cost)
     return math.ceil(n / cols), cols
 
 
@@ -114,14 +124,16 @@ def layer_figure(cap: AttentionCapture, layer: int, *,
                  query_window: tuple[int, int] | None = None, key_window: tuple[int, int] | None = None,
                  log_scale: bool = False, hide_first: bool = False,
                  max_tokens: int = GRID_VIEW_TOKENS) -> go.Figure:
-    """All heads of one layer as small heatmaps on one colour scale (bertviz's model view, per layer)."""
+    """All heads of one layer as small square heatmaps on one colour scale (bertviz's model view, per
+    layer). Token labels along the outer edges, every n-th one where a panel's cells are too small."""
     w = cap.layer(layer)                                                      # (H, T, T)
     v = _view(cap, w, query_window, key_window, max_tokens, hide_first, log_scale)
     h = cap.n_heads
     rows, cols = _grid(h)
+    panel = min(GRID_WIDTH_PX / cols, GRID_TARGET_PX)                         # px, each panel's side
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"head {i}" for i in range(h)],
-                        shared_xaxes=True, shared_yaxes=True,
-                        horizontal_spacing=0.02, vertical_spacing=0.08 if len(v["keys"]) <= 16 else 0.05)
+                        shared_xaxes=True, shared_yaxes=True, horizontal_spacing=0.06 / cols + 0.01,
+                        vertical_spacing=0.12 / rows)
     hover = _hover_data(cap, {**v, "weights": v["weights"][0]})
     for i in range(h):
         hover[..., 2] = v["weights"][i].astype(object)
@@ -129,18 +141,19 @@ def layer_figure(cap: AttentionCapture, layer: int, *,
             z=v["z"][i], x=v["keys"], y=v["queries"], customdata=hover.copy(), hovertemplate=_HOVER,
             name=f"L{layer} H{i}", coloraxis="coloraxis", hoverongaps=False,
         ), row=i // cols + 1, col=i % cols + 1)
-    if len(v["queries"]) <= 16:   # small multiples: labels only along the outer edges (shared axes)
-        fig.update_xaxes(**token_ticks(v["keys"], cap.labels))
-        fig.update_yaxes(**token_ticks(v["queries"], cap.labels))
-    else:
-        fig.update_xaxes(showticklabels=False)
-        fig.update_yaxes(showticklabels=False)
-    fig.update_yaxes(autorange="reversed")
+    n = max(len(v["queries"]), len(v["keys"]))
+    every = max(1, math.ceil(n * LABEL_PX / panel))
+    fig.update_xaxes(**token_ticks(v["keys"], cap.labels, every), tickangle=-90 if every == 1 else None)
+    fig.update_yaxes(**token_ticks(v["queries"], cap.labels, every), autorange="reversed")
+    for i in range(h):          # square cells: each panel's y axis keeps its x axis's scale
+        suffix = "" if i == 0 else str(i + 1)
+        fig.layout[f"yaxis{suffix}"].update(scaleanchor=f"x{suffix}", scaleratio=1, constrain="domain")
+        fig.layout[f"xaxis{suffix}"].update(constrain="domain")
     fig.update_layout(
         title=_title(f"Layer {layer}: all {h} heads (rows: queries, columns: keys)", v["notes"]),
         coloraxis=dict(colorscale=COLORSCALE, colorbar=_colorbar(log_scale),
                        cmin=math.log10(LOG_FLOOR) if log_scale else 0.0, cmax=0.0 if log_scale else 1.0),
-        plot_bgcolor="white", height=max(400, 220 * rows), margin=dict(t=110),
+        plot_bgcolor="white", height=int(rows * (panel + 40) + 170), margin=dict(t=110, b=100),
     )
     return fig
 
@@ -177,6 +190,7 @@ def aggregate_figure(cap: AttentionCapture, layer: int, *,
 SCORE_TITLES = {
     "previous_token": "previous-token score", "first_token": "first-token (sink) score",
     "current_token": "current-token score", "entropy": "mean entropy (nats)", "induction": "induction score",
+    "prompt_induction": "induction score on your text",
 }
 
 
@@ -194,7 +208,7 @@ def head_scores_figure(scores: HeadScores, name: str | None = None) -> go.Figure
         z = scores.score(n).numpy()
         fig.add_trace(go.Heatmap(
             z=z, x=heads, y=layers, customdata=cells, name=n, visible=i == 0,
-            text=np.vectorize(lambda x: f"{x:.2f}")(z), texttemplate="%{text}" if z.size <= 400 else None,
+            text=np.vectorize(lambda x: "" if np.isnan(x) else f"{x:.2f}")(z), texttemplate="%{text}" if z.size <= 400 else None,
             colorscale="Viridis" if n == "entropy" else "Blues",
             zmin=0.0, zmax=None if n == "entropy" else 1.0, colorbar=dict(title=n.replace("_", " ")),
             hovertemplate=f"layer %{{customdata[0]}}, head %{{customdata[1]}}<br>{n}: %{{z:.3f}}<extra></extra>",
@@ -203,6 +217,9 @@ def head_scores_figure(scores: HeadScores, name: str | None = None) -> go.Figure
 
     def title(n: str) -> dict:
         where = "random sequence repeated twice" if n == "induction" else src
+        if n == "prompt_induction":
+            where = (f"the {scores.repeats} tokens of your prompt that occurred before" if scores.repeats
+                     else "your prompt — no token in it repeats, so there is nothing to score: repeat a passage")
         return dict(text=f"{SCORE_TITLES[n]} of every head<br><sup>{SCORE_DOCS[n]}; measured on {where}</sup>")
 
     fig.update_layout(

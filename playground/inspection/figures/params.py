@@ -37,17 +37,19 @@ def params_treemap(bd: ParamBreakdown) -> go.Figure:
                 parent = f"{g}/{part}"
                 nodes.append((parent, part, g, sum(l.total for l in in_part), GROUP_COLORS[g], part))
             for l in in_part:
-                nodes.append((f"{g}/{part}/{l.name}", l.name, parent, l.total, GROUP_COLORS[g], how(l)))
+                nodes.append((f"{g}/{part}/{l.name}", l.name.replace(" (", "<br>("), parent, l.total,
+                              GROUP_COLORS[g], how(l)))
     ids, labels, parents, values, colors, hover = map(list, zip(*nodes))
     fig = go.Figure(go.Treemap(
         ids=ids, labels=labels, parents=parents, values=values, branchvalues="total",
         marker=dict(colors=colors), customdata=hover,
         hovertemplate="%{label}<br>%{value:,} parameters (%{percentRoot:.1%})<br>%{customdata}<extra></extra>",
-        textinfo="label+value+percent root",
+        textinfo="label+percent root", textfont=dict(size=15),
     ))
+    # A box too small for its label at 11 px shows none (hover still tells), rather than 5 px text.
     fig.update_layout(title=f"Where the {fmt_int(bd.total)} parameters are "
                             f"({'tied' if bd.config.tie_embeddings else 'untied'} head)",
-                      margin=dict(t=60, l=10, r=10, b=10))
+                      margin=dict(t=60, l=10, r=10, b=10), uniformtext=dict(minsize=11, mode="hide"))
     return fig
 
 
@@ -63,12 +65,15 @@ def params_bar(bd: ParamBreakdown) -> go.Figure:
         fig.add_trace(go.Bar(
             y=[names[i] for i in sel], x=[lines[i].total for i in sel], orientation="h", name=g,
             marker_color=GROUP_COLORS[g],
-            text=[f"{lines[i].total / bd.total:.1%}" for i in sel], textposition="outside",
+            text=[f"{lines[i].total / bd.total:.1%}" for i in sel], textposition="outside", cliponaxis=False,
             customdata=[[lines[i].formula, lines[i].filled] for i in sel],
             hovertemplate="%{y}<br>%{customdata[0]} = %{customdata[1]}<br>%{x:,}<extra></extra>",
         ))
+    # Room right of the longest bar for its percentage; the legend inside, beside the norms' tiny bars.
+    longest = max((l.total for l in lines), default=1)
     fig.update_layout(title=f"Parameters per part ({fmt_int(bd.total)} in all)",
-                      xaxis_title="parameters", yaxis=dict(autorange="reversed", categoryorder="array",
-                                                           categoryarray=names),
+                      xaxis=dict(title="parameters", range=[0, longest * 1.25]),
+                      yaxis=dict(autorange="reversed", categoryorder="array", categoryarray=names),
+                      legend=dict(x=1, y=0, xanchor="right", yanchor="bottom", bgcolor="rgba(255,255,255,0.8)"),
                       height=max(350, 28 * len(names) + 120), margin=dict(l=10))
     return fig

@@ -15,8 +15,8 @@ from ..views import attention as att_view
 
 TAB_ID = "attention"
 VIEW_CHOICES = [("single head", "head"), ("all heads of the layer", "layer"), ("mean & max over heads", "aggregate")]
-SCORE_CHOICES = [(att_view.SCORE_LABELS[n], n) for n in ("previous_token", "first_token", "induction", "entropy",
-                                                         "current_token")]
+SCORE_CHOICES = [(att_view.SCORE_LABELS[n], n) for n in ("previous_token", "first_token", "induction",
+                                                         "prompt_induction", "entropy", "current_token")]
 
 
 @dataclass

@@ -23,7 +23,8 @@ VIEWS = {"single head": "head", "head": "head", "one head": "head",
          "aggregate": "aggregate", "mean & max over heads": "aggregate"}
 VIEW_LABELS = {"head": "single head", "layer": "all heads", "aggregate": "mean & max"}
 SCORE_LABELS = {"previous_token": "previous token", "first_token": "first token (sink)",
-                "current_token": "current token", "induction": "induction", "entropy": "entropy"}
+                "current_token": "current token", "induction": "induction", "entropy": "entropy",
+                "prompt_induction": "induction on your text"}
 SCORE_CHOICES = {**{n: n for n in SCORE_NAMES}, **{lab: n for n, lab in SCORE_LABELS.items()},
                  "previous-token": "previous_token", "first-token": "first_token", "sink": "first_token"}
 SCORE_TOKENS = 256             # the prompt pass of the head scores
