@@ -296,25 +296,37 @@ def test_experiments_show_their_figures(page, app_url):
     assert page.outside == []
 
 
-@pytest.mark.parametrize("tab, fig", [("attention", "#att-fig"), ("logit-lens", "#lens-fig"),
-                                      ("next-token", "#next-fig"), ("shapes", "#trace-fig")])
-def test_presentation_mode_puts_the_figure_first_and_large(browser, app_url, tab, fig):
-    """At a projector's 1280x720: the figure starts within the first 520 px, is at least 360 px tall,
-    and no text inside it is smaller than 16 px."""
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
+PRESENT_FIGURES = [("attention", "#att-fig"), ("logit-lens", "#lens-fig"), ("next-token", "#next-fig"),
+                   ("shapes", "#trace-fig"), ("parameters", "#p-treemap"), ("walkthrough", "#walk-fig")]
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)], ids=["1280x720", "1920x1080"])
+@pytest.mark.parametrize("tab, fig", PRESENT_FIGURES, ids=[t for t, _ in PRESENT_FIGURES])
+def test_presentation_mode_puts_the_figure_first_and_large(browser, app_url, tab, fig, size):
+    """On a projector (1280x720 or 1920x1080): the open tab's figure starts within the first 520 px, is at
+    least 360 px tall, no text inside it is smaller than 16 px, and none of its text lies outside it."""
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     try:
         page.goto(f"{app_url}/?tab={tab}&prompt=The+cat+sat+on+the+mat.+The+cat+sat&present=1")
         page.locator(f"{fig} .js-plotly-plot .main-svg").first.wait_for()
         page.wait_for_function("document.body.classList.contains('presentation')")
+        page.wait_for_timeout(500)                       # plotly's relayout to the final width
         box = page.locator(fig).bounding_box()
         assert box["y"] < 520 and box["height"] >= 360, box
-        sizes = page.evaluate("""(sel) => [...document.querySelectorAll(sel + ' svg text')]
-            .filter(t => t.textContent.trim() && t.getBoundingClientRect().width > 0)
-            .map(t => parseFloat(getComputedStyle(t).fontSize))""", fig)
-        assert sizes and min(sizes) >= 16, sorted(sizes)[:5]
-        page.screenshot(path=str(ARTIFACTS / f"present-1280x720-{tab}.png"))
+        texts = page.evaluate("""(sel) => {
+            const fig = document.querySelector(sel).getBoundingClientRect();
+            return [...document.querySelectorAll(sel + ' svg text')]
+              .filter(t => t.textContent.trim() && t.getBoundingClientRect().width > 0)
+              .map(t => { const r = t.getBoundingClientRect();
+                return {text: t.textContent, size: parseFloat(getComputedStyle(t).fontSize),
+                        inside: r.left >= fig.left - 1 && r.right <= fig.right + 1 &&
+                                r.top >= fig.top - 1 && r.bottom <= fig.bottom + 1}; }); }""", fig)
+        assert texts and min(t["size"] for t in texts) >= 16, sorted(texts, key=lambda t: t["size"])[:5]
+        outside = [t["text"] for t in texts if not t["inside"]]
+        assert not outside, f"text outside the figure: {outside[:5]}"
+        page.screenshot(path=str(ARTIFACTS / f"present-{size[0]}x{size[1]}-{tab}.png"))
     finally:
         context.close()
 

@@ -52,6 +52,7 @@ def test_shapes_match_the_config(cfg, t):
     rows = {r.key: r for r in tr.rows if r.block in (None, 0)}
     assert rows["tok_emb"].inputs == ((b, t),) and rows["pos_emb"].inputs == ((t,),)
     assert rows["split_heads"].inputs == ((b, t, e),) * 3
+    assert rows["split_heads"].input_text() == f"3 × ({b}, {t}, {e})"
     assert rows["scores"].inputs == ((b, h, t, d), (b, h, t, d))
     assert rows["context"].inputs == ((b, h, t, t), (b, h, t, d))
     assert rows["ff_out"].inputs == ((b, t, 4 * e),)

@@ -90,8 +90,13 @@ class TraceRow:
     children: tuple["TraceRow", ...] = ()
 
     def input_text(self) -> str:
+        """The inputs' shapes; several of one shape read "3 × (1, 4, 128)" (q, k and v into the head split)."""
         shapes = [fmt_shape(s) for s in self.inputs]
-        return self.join.format(*shapes) if "{" in self.join else self.join.join(shapes)
+        if "{" in self.join:
+            return self.join.format(*shapes)
+        if len(shapes) > 1 and len(set(shapes)) == 1:
+            return f"{len(shapes)} × {shapes[0]}"
+        return self.join.join(shapes)
 
     def output_text(self) -> str:
         return ", ".join(fmt_shape(s) for s in self.outputs)
