@@ -12,7 +12,7 @@ from playground.inspection.attention import capture_attention, head_scores
 from playground.inspection.figures.attention import (
     aggregate_figure, head_figure, head_scores_figure, layer_figure,
 )
-from playground.inspection.figures.axes import label_step, token_ticks, window
+from playground.inspection.figures.axes import fit_step, label_step, token_ticks, window
 from playground.model import GPTModel
 
 
@@ -90,6 +90,16 @@ def test_head_scores_grid_is_clickable_data(model):
     assert "no token in it repeats" in blank.layout.title.text and set(blank.data[0].text.flatten()) == {""}
     rep = head_scores_figure(head_scores(model, [7, 8, 9, 7, 8, 9], seq_len=10, batch=1), "prompt_induction")
     assert "the 3 tokens of your prompt that occurred before" in rep.layout.title.text
+
+
+def test_labels_never_closer_than_a_projector_font_allows(model):
+    assert fit_step(10, 650) == 1 and fit_step(40, 650) == 2 and fit_step(300, 650) == 11
+    cap = cap_of(model, 150)
+    fig = head_figure(cap, 0, 0, query_window=(30, 70))                      # 40 queries on a 900 px figure
+    rows_px = fig.layout.height - 250
+    assert rows_px / len(fig.layout.yaxis.tickvals) >= 22
+    agg = aggregate_figure(cap, 0, query_window=(30, 70))
+    assert (agg.layout.height - 250) / len(agg.layout.yaxis.tickvals) >= 22
 
 
 def test_axis_helpers():

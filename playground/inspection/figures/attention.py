@@ -18,7 +18,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..attention import SCORE_DOCS, SCORE_NAMES, AttentionCapture, HeadScores
-from .axes import token_ticks, window
+from .axes import fit_step, label_step, token_ticks, window
 
 HEAD_VIEW_TOKENS = 256    # one head: at most this many queries and keys by default
 GRID_VIEW_TOKENS = 96     # each small heatmap of a layer grid
@@ -75,6 +75,11 @@ def _colorbar(log_scale: bool) -> dict:
     return dict(title="weight", tickvals=exps, ticktext=[f"1e{e}" if e else "1" for e in exps])
 
 
+def _step(n: int, px: float) -> int:
+    """Label every n-th token: few enough labels to read (``label_step``), none closer than 22 px."""
+    return max(label_step(n), fit_step(n, px))
+
+
 def _title(text: str, notes: list[str]) -> dict:
     sub = f"<br><sup>{'; '.join(notes)}</sup>" if notes else ""
     return dict(text=text + sub)
@@ -93,14 +98,15 @@ def head_figure(cap: AttentionCapture, layer: int, head: int, *,
         hoverongaps=False,
     ))
     top = len(v["keys"]) <= KEYS_ON_TOP
+    height = max(450, min(900, 18 * len(v["queries"]) + 250))
+    rows_px, cols_px = height - 250, 900                    # the plot area, about (a 1280-1440 px page)
     fig.update_layout(
         title=_title(f"Layer {layer}, head {head}: where each token looks", v["notes"]),
         xaxis=dict(title="key (attended to)", side="top" if top else "bottom",
-                   **token_ticks(v["keys"], cap.labels, label_every)),
+                   **token_ticks(v["keys"], cap.labels, label_every or _step(len(v["keys"]), cols_px))),
         yaxis=dict(title="query (attending)", autorange="reversed",
-                   **token_ticks(v["queries"], cap.labels, label_every)),
-        plot_bgcolor="white", margin=dict(t=150 if top else 90),
-        height=max(450, min(900, 18 * len(v["queries"]) + 250)),
+                   **token_ticks(v["queries"], cap.labels, label_every or _step(len(v["queries"]), rows_px))),
+        plot_bgcolor="white", margin=dict(t=150 if top else 90), height=height,
     )
     return fig
 
@@ -175,11 +181,14 @@ def aggregate_figure(cap: AttentionCapture, layer: int, *,
         fig.add_trace(go.Heatmap(z=v["z"][i], x=v["keys"], y=v["queries"], customdata=hover.copy(),
                                  hovertemplate=_HOVER, name=name, coloraxis="coloraxis",
                                  hoverongaps=False), row=1, col=i + 1)
-    fig.update_xaxes(title="key", **token_ticks(v["keys"], cap.labels, label_every))
-    fig.update_yaxes(autorange="reversed", **token_ticks(v["queries"], cap.labels, label_every))
+    height = max(480, min(900, 14 * len(v["queries"]) + 250))
+    rows_px, cols_px = height - 250, 420                    # each panel's plot area, about
+    fig.update_xaxes(title="key", **token_ticks(v["keys"], cap.labels, label_every or _step(len(v["keys"]), cols_px)))
+    fig.update_yaxes(autorange="reversed",
+                     **token_ticks(v["queries"], cap.labels, label_every or _step(len(v["queries"]), rows_px)))
     fig.update_yaxes(title="query", row=1, col=1)
     fig.update_layout(
-        title=_title(f"Layer {layer}: heads aggregated", v["notes"]),
+        height=height, title=_title(f"Layer {layer}: heads aggregated", v["notes"]),
         coloraxis=dict(colorscale=COLORSCALE, colorbar=_colorbar(log_scale),
                        cmin=math.log10(LOG_FLOOR) if log_scale else 0.0, cmax=0.0 if log_scale else 1.0),
         plot_bgcolor="white", margin=dict(t=110),

@@ -20,6 +20,12 @@ def label_step(n: int, max_labels: int = MAX_LABELS) -> int:
     return 1 if n <= EVERY_LABEL_UP_TO else math.ceil(n / max_labels)
 
 
+def fit_step(n: int, px: float, label_px: float = 22) -> int:
+    """The smallest label step that gives each labelled row at least ``label_px`` of ``px`` pixels, so
+    labels at presentation size (18 px) never overlap."""
+    return max(1, math.ceil(n * label_px / max(px, 1.0)))
+
+
 def short(label: str, limit: int = MAX_LABEL_CHARS) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "\u2026"
 

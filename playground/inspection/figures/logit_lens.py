@@ -73,7 +73,9 @@ def trajectory_figure(traj: TokenTrajectory) -> go.Figure:
                   secondary_y=True)
     fig.update_yaxes(title_text="probability", range=[0, 1], secondary_y=False)
     top = math.log10(max(max(traj.ranks), 10) * 1.5)
-    fig.update_yaxes(title_text="rank (1 = top, log)", type="log", range=[top, -0.1], secondary_y=True)
+    decades = [10 ** k for k in range(0, int(top) + 1)]        # 1, 10, 100...: no minor "2" and "5" labels
+    fig.update_yaxes(title_text="rank (1 = top, log)", type="log", range=[top, -0.1], secondary_y=True,
+                     tickmode="array", tickvals=decades, ticktext=[f"{d:,}" for d in decades])
     fig.update_layout(title=f"'{visible(traj.label) if traj.label else traj.token_id}' at position "
                             f"{traj.position}, layer by layer", xaxis_title="after layer", hovermode="x unified")
     return fig
