@@ -5,6 +5,7 @@ makes is recorded: nothing may leave the app's own server (the page must work of
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -152,9 +153,14 @@ def test_journey_through_every_tab(page, app_url, tmp_path, monkeypatch):
     open_tab(page, "Shapes")
     expect_text(page, "#trace-table", "token embedding")
     page.locator("#trace-fig .js-plotly-plot").wait_for()
-    page.locator("#trace-lang").get_by_text("中文").click()
+    page.locator("#lang-switch").get_by_text("中文").click()          # the whole page's language
     expect_text(page, "#trace-table", "词嵌入")
+    expect_text(page, "#tabs", "参数")
+    assert "lang=zh" in page.url
     shot(page, "3-shapes")
+    page.locator("#lang-switch").get_by_text("English").click()
+    expect_text(page, "#trace-table", "token embedding")
+    expect_text(page, "#tabs", "Parameters")
 
     # Parameters: moving a slider changes the total, no button.
     open_tab(page, "Parameters")
@@ -344,6 +350,57 @@ def test_a_link_with_a_seed_reproduces_the_same_text(page, app_url):
         page.wait_for_function("() => !document.querySelector('#gen-stats').innerText.includes('generating')")
         texts.append(page.input_value("#gen-text textarea"))
     assert texts[0] == texts[1] and texts[0].startswith("Once upon a time") and len(texts[0]) > 20
+
+
+# Where the page's own words are (not the user's text, token text or the model's output).
+UI_TEXT_JS = """() => {
+  const sel = '[role=tab], label, button:not(.gallery-item):not([class*=example]), [data-testid=block-label], ' +
+              '[data-testid=block-info], .prose, .gtitle, .g-xtitle, .g-ytitle, .legendtext, .cbtitle, .annotation-text';
+  const inExamples = (el) => el.closest('.gallery, [data-testid=dataset], .examples, table, textarea, .token, pre, code, #walk-code');
+  return [...document.querySelectorAll(sel)]
+    .filter(el => el.offsetParent !== null || el.closest('svg'))
+    .filter(el => !inExamples(el))
+    .map(el => { const c = el.cloneNode(true);              // code (identifiers, file names) aside
+                 c.querySelectorAll('code, pre').forEach(x => x.remove());
+                 return (el.closest('svg') ? el.textContent : c.innerText ?? c.textContent ?? '').trim(); })
+    .filter(t => t);
+}"""
+ENGLISH = re.compile(r"\b[A-Za-z]{3,}[ ,]+[A-Za-z]{3,}\b")
+# Gradio's own words (its footer, the file drop zone) follow Gradio's locale, which is the browser's.
+NOT_UI = re.compile(r"'[^']*'|GPT-2 Playground|English|Use via API|Built with Gradio|Settings|tiny\.safetensors|"
+                    r"Drop File Here|Click to Upload|Hugging Face|OpenAI GPT-2")
+
+
+def english_left(texts: list[str]) -> list[str]:
+    """The texts that still hold two English words in a row, once names and quoted tokens are set aside."""
+    return sorted({t for t in texts if ENGLISH.search(NOT_UI.sub(" ", t))})
+
+
+@pytest.mark.parametrize("tab", ["generate", "attention", "shapes", "walkthrough", "parameters", "logit-lens",
+                                 "next-token", "experiments", "model"])
+def test_every_tab_reads_in_chinese(browser, app_url, tab):
+    """?lang=zh: every tab name, label, button, note and figure title is 中文 (the user's and the model's
+    text aside); the switch in the header brings English back at once."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(f"{app_url}/?tab={tab}&lang=zh&prompt=The+cat+sat+on+the+mat.+The+cat+sat")
+        expect_text(page, "#tabs", "模型")
+        expect_text(page, "#tabs", "逐步讲解")
+        if tab in ("attention", "shapes", "walkthrough", "logit-lens", "next-token", "parameters"):
+            page.locator(".js-plotly-plot .main-svg").first.wait_for()
+        page.wait_for_timeout(1500)
+        left = english_left(page.evaluate(UI_TEXT_JS))
+        page.screenshot(path=str(ARTIFACTS / f"zh-{tab}.png"), full_page=True)
+        assert not left, f"English left on the 中文 page: {left[:8]}"
+        if tab == "attention":
+            page.locator("#lang-switch").get_by_text("English").click()
+            expect_text(page, "#tabs", "Step by step")
+            expect_text(page, "#att-fig", "where each token looks")
+            assert "lang=en" in page.url
+    finally:
+        context.close()
 
 
 TAB_LABELS = {"generate": "Generate", "attention": "Attention", "shapes": "Shapes", "walkthrough": "Step by step",

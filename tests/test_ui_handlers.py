@@ -395,7 +395,9 @@ def test_deeplink_round_trip():
     link = deeplink.parse(dict(parse_qsl(query[1:])))
     assert (link.tab, link.prompt, link.layer, link.head, link.view) == ("attention", "The cat & the hat", 3, 5, "head")
     assert deeplink.build("parameters", {"prompt": "ignored"}, present=True) == "?tab=parameters&present=1"
-    assert deeplink.build("shapes", {"prompt": "x", "lang": "zh"}) == "?tab=shapes&prompt=x&lang=zh"
+    assert deeplink.build("shapes", {"prompt": "x", "lang": "zh"}) == "?tab=shapes&prompt=x"   # the page's, not the tab's
+    assert deeplink.build("shapes", {"prompt": "x"}, lang="zh") == "?tab=shapes&prompt=x&lang=zh"
+    assert deeplink.build("shapes", {"prompt": "x"}, lang="klingon") == "?tab=shapes&prompt=x"
 
 
 def test_deeplink_carries_every_generate_control():

@@ -9,6 +9,7 @@ the open tab.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from ..config import PRESETS
 from ..paths import WEIGHTS_DIR
 from . import api, deeplink
 from . import validate as v
-from .common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, guarded
+from .common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, guarded, lang_keyed
+from .i18n import LANG_CHOICES, SWITCH_JS, current_lang, lang_of, localize, tr
 from .state import ModelHolder
 from .tabs import (attention, experiments, generate, logit_lens, model, next_token, parameters, shapes,
                    walkthrough)
@@ -27,6 +29,8 @@ from .theme import ABSOLUTE_LINK_JS, TOGGLE_PRESENTATION_JS
 from .views import model as model_view
 
 BADGE_REFRESH_S = 10.0        # how often open pages re-read which model is loaded
+log = logging.getLogger(__name__)
+
 TAB_MODULES = (generate, attention, shapes, walkthrough, parameters, logit_lens, next_token, experiments, model)
 VIEW_MODULES = (attention, shapes, walkthrough, logit_lens, next_token)    # views computed when their tab opens
 
@@ -60,6 +64,8 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
             with gr.Column(scale=0, min_width=260, elem_id="header-switches"):
                 ctx.present = gr.Checkbox(label="Presentation mode (large text, high contrast)", value=False,
                                           elem_id="present")
+                ctx.lang = gr.Radio(LANG_CHOICES, value="en", show_label=False, elem_id="lang-switch",
+                                    container=False)
                 copy_link = gr.Button("Copy link to this view", size="sm", elem_id="copy-link")
         link_box = gr.Textbox(label="Link to this view", visible=False, buttons=["copy"], elem_id="link-box",
                               interactive=False)
@@ -115,6 +121,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                                       model_tab.card: model_view.card_markdown(holder)}
             if link.present is not None:
                 update[ctx.present] = link.present
+            update[ctx.lang] = lang_of(request)
             values = dict(link.values)
             if tab == parameters.TAB_ID:
                 p_cfg = parameters.config_from_link(values)
@@ -139,9 +146,10 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
         def ui_link(tab, present_on, *values):
             tab_id = deeplink.clean_tab(tab)
             named = {name: value for (t_id, name, _), value in zip(link_fields, values) if t_id == tab_id}
-            return gr.update(value=deeplink.build(tab_id, named, present_on), visible=True)
+            return gr.update(value=deeplink.build(tab_id, named, present_on, lang=current_lang()), visible=True)
 
-        load_outputs = ([tabs, current_tab, ctx.badge, ctx.present, built[model.TAB_ID].info, built[model.TAB_ID].card,
+        load_outputs = ([tabs, current_tab, ctx.badge, ctx.present, ctx.lang, built[model.TAB_ID].info,
+                         built[model.TAB_ID].card,
                          att.layer, att.head,
                          built[walkthrough.TAB_ID].layer, built[walkthrough.TAB_ID].head]
                         + [comp for _, _, comp in link_fields] + params_tab.outputs())
@@ -151,7 +159,8 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
 
         # One event in the model queue per page load: it draws the linked tab's view (returns at once
         # for tabs without one). Presentation mode redraws the open tab's figures with larger fonts.
-        views = [(m.TAB_ID, built[m.TAB_ID], m.compute(built[m.TAB_ID], ctx)) for m in VIEW_MODULES]
+        views = [(m.TAB_ID, built[m.TAB_ID], lang_keyed(built[m.TAB_ID], m.compute(built[m.TAB_ID], ctx)))
+                 for m in VIEW_MODULES]
         view_inputs = [current_tab] + [c for _, t, _ in views for c in t.inputs(ctx) + [t.key]]
         view_outputs = list(dict.fromkeys(c for _, t, _ in views for c in t.outputs()))
 
@@ -167,15 +176,30 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
         loaded.then(ui_linked_view, view_inputs, view_outputs, **MODEL_QUEUE, **PRIVATE)
         ctx.present.input(ui_linked_view, view_inputs, view_outputs, **MODEL_QUEUE, **PRIVATE)
         ctx.present.change(None, [ctx.present], None, js=TOGGLE_PRESENTATION_JS, **PRIVATE)
+        # The switch changes the page's texts at once (Gradio's locale, and ?lang= for the server's texts),
+        # then the open tab's view is drawn again in that language.
+        switched = ctx.lang.input(None, [ctx.lang], [ctx.lang], js=SWITCH_JS, **PRIVATE)
+        switched.then(ui_linked_view, view_inputs, view_outputs, **MODEL_QUEUE, **PRIVATE)
 
         # Someone else may swap the shared model: every open page re-reads the header badge.
         def ui_badge_if_changed(shown: str):
-            now = badge_text(holder)
+            now = tr(badge_text(holder), current_lang())
             return gr.skip() if now == shown else now
         gr.Timer(BADGE_REFRESH_S).tick(ui_badge_if_changed, [ctx.badge], [ctx.badge], show_progress="hidden",
                                        **LIGHT, **PRIVATE)
 
         api.register(holder, MODEL_QUEUE, ctx.batcher)
+        missing = localize(demo.blocks.values())
+        if missing:
+            log.debug("texts without a 中文 translation: %s", missing)
+        # The tab bar keeps the labels it read when the page mounted: after a ?lang= or the switch has
+        # changed Gradio's locale, every tab is sent its (translation-keyed) label again to redraw it.
+        all_tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+
+        def ui_relabel_tabs():
+            return {tab: gr.update(label=tab.label) for tab in all_tabs}
+        loaded.then(ui_relabel_tabs, None, all_tabs, **LIGHT, **PRIVATE)
+        switched.then(ui_relabel_tabs, None, all_tabs, **LIGHT, **PRIVATE)
 
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
     return demo

@@ -27,6 +27,7 @@ from ..examples import EXAMPLE_PROMPTS
 from ..inspection.inputs import visible
 from ..tokenizer import get_tokenizer
 from ..batching import Batcher
+from .i18n import current_lang, tr, tr_outputs
 from .state import ModelHolder, Snapshot
 from .validate import InputError
 
@@ -53,6 +54,7 @@ class AppContext:
     upload_mb: int
     batcher: Batcher = field(default_factory=Batcher)  # every generation decodes in its shared batch
     present: gr.Checkbox | None = None       # the header's presentation-mode switch
+    lang: gr.Radio | None = None             # the header's language switch ("en" / "zh")
     badge: gr.Markdown | None = None         # the header's model line
 
     def need_model(self) -> Snapshot:
@@ -89,31 +91,61 @@ def guarded(fn: Callable) -> Callable:
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            lang = current_lang()
             try:
-                yield from fn(*args, **kwargs)
+                for out in fn(*args, **kwargs):
+                    yield tr_outputs(out, lang)
             except GeneratorExit:
                 raise
             except Exception as e:
-                raise convert(e) from None
+                raise localized(convert(e), lang) from None
         return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        lang = current_lang()
         try:
-            return fn(*args, **kwargs)
+            return tr_outputs(fn(*args, **kwargs), lang)
         except Exception as e:
-            raise convert(e) from None
+            raise localized(convert(e), lang) from None
     return wrapper
+
+
+def localized(e: BaseException, lang: str) -> BaseException:
+    """A user-facing error's title and message in ``lang`` (the same class, so the policy above holds)."""
+    if lang == "en" or not isinstance(e, gr.Error):
+        return e
+    e.message = tr(e.message, lang)
+    e.title = tr(e.title, lang) if getattr(e, "title", None) else e.title
+    return e
+
+
+def lang_keyed(t: Any, fn: Callable) -> Callable:
+    """``fn(*inputs, key=...)`` whose key also holds the language it drew in: a view drawn in English is
+    drawn again when the page has switched to 中文 since."""
+    def keyed(*args: Any, key: Any = None) -> Any:
+        lang = current_lang()
+        inner = key[1] if isinstance(key, tuple) and len(key) == 2 and key[0] == lang else None
+        out = fn(*args, key=inner)
+        if isinstance(out, dict) and t.key in out and not _is_skip(out[t.key]):
+            out = {**out, t.key: (lang, out[t.key])}
+        return out
+    return keyed
+
+
+def _is_skip(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("__type__") == "update" and len(value) == 1
 
 
 def wire_view(t: Any, ctx: AppContext, fn: Callable, triggers: list) -> None:
     """The events every view tab has: each trigger (click, submit, release...) recomputes the view in
-    the model queue, and opening the tab recomputes it only if its inputs changed since it was drawn
-    (``fn(*inputs, key=...)`` returns ``{}`` then)."""
+    the model queue, and opening the tab recomputes it only if its inputs (or the page's language)
+    changed since it was drawn (``fn(*inputs, key=...)`` returns ``{}`` then)."""
     inputs, outputs = t.inputs(ctx), t.outputs()
+    keyed = lang_keyed(t, fn)
     for trigger in triggers:
-        trigger(fn, inputs, outputs, trigger_mode="always_last", **MODEL_QUEUE, **PRIVATE)
-    t.tab.select(lambda *a: fn(*a[:-1], key=a[-1]), inputs + [t.key], outputs, **MODEL_QUEUE, **PRIVATE)
+        trigger(keyed, inputs, outputs, trigger_mode="always_last", **MODEL_QUEUE, **PRIVATE)
+    t.tab.select(lambda *a: keyed(*a[:-1], key=a[-1]), inputs + [t.key], outputs, **MODEL_QUEUE, **PRIVATE)
 
 
 def examples_with_note(tab_id: str, prompt: gr.Textbox) -> gr.Markdown:
@@ -129,7 +161,7 @@ def examples_with_note(tab_id: str, prompt: gr.Textbox) -> gr.Markdown:
 
 def _note_text(tab_id: str, prompt: Any) -> str:
     text = ex.note_for(tab_id, prompt) if isinstance(prompt, str) else ""
-    return f"**What to look at:** {text}" if text else ""
+    return tr(f"**What to look at:** {text}", current_lang()) if text else ""
 
 
 # =========================================================================== caches

@@ -113,7 +113,7 @@ TAB_FIELDS: dict[str, tuple[str, ...]] = {
     "generate": ("prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "precision"),
     "attention": ("prompt", "layer", "head", "view", "score", "tokens_shown", "window_start", "log_scale",
                   "hide_first"),
-    "shapes": ("prompt", "lang", "expand"),
+    "shapes": ("prompt", "expand"),          # the language ("lang") is the whole page's, added by the header
     "walkthrough": ("prompt", "layer", "head", "step"),
     "parameters": ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias", "tie_embeddings"),
     "logit-lens": ("prompt", "position"),
@@ -163,8 +163,9 @@ def parse(params: Mapping[str, Any]) -> Link:
     return Link(tab=clean_tab(get.get("tab")), present=present, values=values)
 
 
-def build(tab: Any, values: Mapping[str, Any] | None = None, present: Any = False) -> str:
-    """The query string (with its leading ``?``) for the open tab: every control it has.
+def build(tab: Any, values: Mapping[str, Any] | None = None, present: Any = False, lang: Any = None) -> str:
+    """The query string (with its leading ``?``) for the open tab: every control it has, and the page's
+    language when given (``lang``: "en" or "zh").
 
     Values come from the page, or from anyone who posts to the queue: one that does not parse
     is left out, never an error."""
@@ -180,4 +181,6 @@ def build(tab: Any, values: Mapping[str, Any] | None = None, present: Any = Fals
                     params[key] = int(value) if isinstance(value, bool) else value
     if present is True:
         params["present"] = 1
+    if lang is not None and FIELDS["lang"](lang) is not None:
+        params["lang"] = FIELDS["lang"](lang)
     return "?" + urlencode(params, errors="replace") if params else ""     # a lone surrogate becomes "?"

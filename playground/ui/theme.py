@@ -132,8 +132,12 @@ def launch_kwargs(max_upload_mb: int | None = None) -> dict[str, Any]:
     answers 413 to a larger one before it reaches a handler."""
     from .validate import upload_limit_mb
     mb = max_upload_mb or upload_limit_mb()
-    return dict(theme=theme(), css=CSS, js=KEYS_JS, ssr_mode=False, show_error=True, footer_links=["api"],
-                max_file_size=mb * 2**20)
+    from starlette.middleware import Middleware
+
+    from .i18n import LOCALE_JS, EarlyLocale, gradio_i18n
+    js = KEYS_JS.replace("() => {", "() => {" + LOCALE_JS, 1)
+    return dict(theme=theme(), css=CSS, js=js, ssr_mode=False, show_error=True, footer_links=["api"],
+                max_file_size=mb * 2**20, i18n=gradio_i18n(), app_kwargs={"middleware": [Middleware(EarlyLocale)]})
 
 
 PROJECTOR_TEXT = 18            # px: every text inside a figure in presentation mode (ticks, cells, legends)

@@ -58,6 +58,7 @@ def logit_lens_figure(lens: LogitLens, *, position_window: tuple[int, int] | Non
         yaxis=dict(title="after layer", tickmode="array", tickvals=list(range(n_layers)),
                    ticktext=list(lens.layer_names)),
         height=max(350, 28 * n_layers + 160), margin=dict(t=90),
+        meta={"i18n_ticks": ["yaxis"]},      # the rows are layer names (interface text), not tokens
     )
     return fig
 
@@ -77,5 +78,6 @@ def trajectory_figure(traj: TokenTrajectory) -> go.Figure:
     fig.update_yaxes(title_text="rank (1 = top, log)", type="log", range=[top, -0.1], secondary_y=True,
                      tickmode="array", tickvals=decades, ticktext=[f"{d:,}" for d in decades])
     fig.update_layout(title=f"'{visible(traj.label) if traj.label else traj.token_id}' at position "
-                            f"{traj.position}, layer by layer", xaxis_title="after layer", hovermode="x unified")
+                            f"{traj.position}, layer by layer", xaxis_title="after layer", hovermode="x unified",
+                      meta={"i18n_categories": ["x"]})    # the x values are layer names, not tokens
     return fig

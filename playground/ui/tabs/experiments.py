@@ -11,6 +11,7 @@ from ...inspection.export import dumps
 from ...inspection.figures import experiments as figs
 from .. import validate as v
 from ..common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded
+from ..i18n import current_lang, tr_html
 from ..theme import style_figure
 from ..views import experiments as ex
 
@@ -163,7 +164,7 @@ def wire(t: ExperimentsTab, ctx: AppContext) -> None:
     @guarded
     def ui_surprisal(prompt, present_on):
         s = ex.surprisal_view(ctx.need_model(), prompt)
-        return {t.s_html: figs.surprisal_html(s), t.s_fig: style_figure(figs.surprisal_figure(s), present_on),
+        return {t.s_html: tr_html(figs.surprisal_html(s), current_lang()), t.s_fig: style_figure(figs.surprisal_figure(s), present_on),
                 t.json: out("surprisal", s)}
 
     @guarded

@@ -91,6 +91,7 @@ def wire(t: ModelTab, ctx: AppContext, others: list, on_loaded: Callable[[bool],
         require_unlocked()
         return after_load(*model_view.download_and_load(ctx.holder, size, progress))
 
+    @guarded
     def ui_model_tab():
         info = ctx.holder.info()
         return {t.info: model_view.model_markdown(info), t.card: model_view.card_markdown(ctx.holder),

@@ -12,7 +12,6 @@ from ..theme import style_figure
 from ..views import shapes as shape_view
 
 TAB_ID = "shapes"
-LANG_CHOICES = [("English", "en"), ("中文", "zh")]
 TABLE_LABEL = {"en": "Steps (click a row for its explanation)", "zh": "步骤（点击一行查看说明）"}
 COLUMNS = ["order", "block", "step", "input", "output", "params", "explanation"]
 HEADERS = {"en": ["#", "block", "step", "input shape", "output shape", "parameters", "explanation"],
@@ -23,7 +22,7 @@ HEADERS = {"en": ["#", "block", "step", "input shape", "output shape", "paramete
 class ShapesTab:
     tab: gr.Tab
     prompt: gr.Textbox
-    lang: gr.Radio
+    lang: gr.Radio          # the header's language switch: the explanations follow the page's language
     expand: gr.Checkbox
     button: gr.Button
     note: gr.Markdown
@@ -42,7 +41,7 @@ class ShapesTab:
         return [self.table, self.figure, self.note, self.detail, self.json, self.csv, self.rows, self.key]
 
     def link_controls(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, "lang": self.lang, "expand": self.expand}
+        return {"prompt": self.prompt, "expand": self.expand}
 
 
 def build(ctx: AppContext) -> ShapesTab:
@@ -51,7 +50,6 @@ def build(ctx: AppContext) -> ShapesTab:
             prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=2, scale=4,
                                 max_length=v.MAX_PROMPT_CHARS, elem_id="trace-prompt")
             with gr.Column(scale=1):
-                lang = gr.Radio(LANG_CHOICES, value="en", label="Explanations", elem_id="trace-lang")
                 expand = gr.Checkbox(label="Expand every block", value=False, elem_id="trace-expand")
                 button = gr.Button("Trace the forward pass", variant="primary", elem_id="trace-btn")
         note = gr.Markdown()
@@ -65,7 +63,7 @@ def build(ctx: AppContext) -> ShapesTab:
             csv_btn = gr.DownloadButton("Download CSV", size="sm")
         rows = gr.State([])
         key = gr.State(None)
-    return ShapesTab(tab, prompt, lang, expand, button, note, table, detail, figure, json_btn, csv_btn, rows, key)
+    return ShapesTab(tab, prompt, ctx.lang, expand, button, note, table, detail, figure, json_btn, csv_btn, rows, key)
 
 
 def compute(t: ShapesTab, ctx: AppContext):
@@ -98,5 +96,5 @@ def wire(t: ShapesTab, ctx: AppContext) -> None:
         return (f"**{r['step']}** — `{r['module']}` · {r['input']} → {r['output']} · "
                 f"`{r['symbolic']}`\n\n{r['explanation']}")
 
-    wire_view(t, ctx, compute(t, ctx), [t.button.click, t.prompt.submit, t.lang.input, t.expand.input])
+    wire_view(t, ctx, compute(t, ctx), [t.button.click, t.prompt.submit, t.expand.input])
     t.table.select(ui_trace_detail, [t.rows], [t.detail], **LIGHT, **PRIVATE)

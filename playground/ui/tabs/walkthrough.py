@@ -13,6 +13,7 @@ from ...inspection.walkthrough import STEP_IDS, Walkthrough
 from .. import validate as v
 from ...inspection.export import dumps
 from ..common import DEFAULT_PROMPT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded
+from ..i18n import current_lang, tr
 from ..theme import style_figure
 from ..views import walkthrough as walk_view
 
@@ -94,9 +95,15 @@ def step_outputs(t: WalkthroughTab, wt: Walkthrough, i: int, present_on: bool) -
     """What the tab shows for step ``i`` of ``wt``."""
     s = wt.steps[i]
     shape = " × ".join(str(x) for x in s.shape)
+    fig = style_figure(step_figure(wt, s.id), present_on)
+    if current_lang() == "zh":        # each step carries its own 中文 title and explanation
+        fig.layout.title.text = fig.layout.title.text.replace(s.title, s.title_zh, 1)
+        return {t.step: i, t.title: f"## 第 {i + 1} 步（共 {len(wt.steps)} 步）：{s.title_zh}\n"
+                                    f"`{s.id}` · 形状 ({shape}) · {tr(s.view, 'zh')}",
+                t.figure: fig, t.code: walk_view.code_html(s), t.explanation: s.explanation["zh"]}
     return {t.step: i, t.title: f"## Step {i + 1} of {len(wt.steps)}: {s.title} · {s.title_zh}\n"
                                 f"`{s.id}` · shape ({shape}) · {s.view}",
-            t.figure: style_figure(step_figure(wt, s.id), present_on), t.code: walk_view.code_html(s),
+            t.figure: fig, t.code: walk_view.code_html(s),
             t.explanation: f"{s.explanation['en']}\n\n<span lang='zh'>{s.explanation['zh']}</span>"}
 
 

@@ -28,9 +28,9 @@ def model_markdown(info: dict[str, Any]) -> str:
             f"context {cfg['context_length']}, vocab {cfg['vocab_size']:,}, qkv_bias {cfg['qkv_bias']}, "
             f"tied head {cfg['tie_embeddings']}\n"
             f"- **runs as:** {info['dtype']} on {info['device']}"
-            + "".join(f"\n- **fast decoder, {precision}:** " + ", ".join(f"{m} {k}" for m, k in kernels.items())
+            + "".join(f"\n- **fast decoder, {precision}:** " + ", ".join(f"`{m} {k}`" for m, k in kernels.items())
                       for precision, kernels in info.get("kernels", {}).items())
-            + (f" (the fastest layouts measured on this {info['cpu']})" if info.get("kernels") and info.get("cpu")
+            + (f" (the fastest layouts measured on this `{info['cpu']}`)" if info.get("kernels") and info.get("cpu")
                else ""))
 
 
