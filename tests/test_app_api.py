@@ -288,3 +288,20 @@ def test_walkthrough_endpoint(server):
     assert weights["shape"] == [1, 4, 8, 8] and all(abs(sum(r) - 1) < 1e-4 for r in weights["values"])
     assert all(s["explanation"]["en"] and s["explanation"]["zh"] and s["code"] for s in out["steps"])
     assert "between 0 and 1" in error_of(client, "x", 7, 0, api_name="/walkthrough")
+
+
+def test_errors_follow_the_requests_language_and_answers_keep_english_keys(server):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+    _, url = server
+    zh = Client(url, verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    try:
+        with pytest.raises(AppError, match="必须在 0 到"):
+            zh.predict("The cat", 99, 0, "single head", api_name="/attention")
+        answer = zh.predict("The cat sat", 0, 0, "single head", api_name="/attention")
+        assert answer["view"] == "single head" and "tokens" in answer and "scores" in answer
+    finally:
+        zh.close()
+    en, _ = server
+    with pytest.raises(AppError, match="Layer must be between"):
+        en.predict("The cat", 99, 0, "single head", api_name="/attention")

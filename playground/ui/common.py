@@ -123,6 +123,7 @@ def localized(e: BaseException, lang: str) -> BaseException:
 def lang_keyed(t: Any, fn: Callable) -> Callable:
     """``fn(*inputs, key=...)`` whose key also holds the language it drew in: a view drawn in English is
     drawn again when the page has switched to 中文 since."""
+    @functools.wraps(fn)
     def keyed(*args: Any, key: Any = None) -> Any:
         lang = current_lang()
         inner = key[1] if isinstance(key, tuple) and len(key) == 2 and key[0] == lang else None

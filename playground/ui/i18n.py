@@ -322,6 +322,7 @@ PATTERNS: dict[str, str] = {
     "*No model card for {} ({}).*": "*{} 没有模型卡（{}）。*",
     "**Model:** {} · {}M parameters<span class='badge-more'>{}</span>": "**模型**：{} · {}M 参数<span class='badge-more'>{}</span>",
     " · {} layers × {} heads · context {} · {}": " · {} 层 × 每层 {} 个头 · 上下文 {} · {}",
+    "{} · {}M parameters": "{} · {}M 参数",
     "### {}": "### {}",                            # a heading: its text, if the table has it
 }
 
@@ -486,10 +487,30 @@ def tr_outputs(result: Any, lang: str) -> Any:
     if lang != "zh":
         return result
     if isinstance(result, dict) and "__type__" not in result:
-        return {c: tr_output(v, lang, keep_value=not _is_note(c)) for c, v in result.items()}
+        return {c: _table(c, v, lang) if _has_headers(c, v) else tr_output(v, lang, keep_value=not _is_note(c))
+                for c, v in result.items()}
     if isinstance(result, tuple):
         return tuple(tr_figure(v, lang) if hasattr(v, "layout") else v for v in result)
     return tr_figure(result, lang) if hasattr(result, "layout") else result
+
+
+def _has_headers(component: Any, value: Any) -> bool:
+    headers = getattr(component, "headers", None)
+    return type(component).__name__ == "Dataframe" and isinstance(value, list) and isinstance(headers, list) \
+        and any(re.search("[A-Za-z]{2,}", str(h)) for h in headers)
+
+
+def _table(component: Any, rows: list, lang: str) -> dict:
+    """Rows for a table: the values as they are, the component's own headers in ``lang``."""
+    return gr.update(value=rows, headers=[tr(h, lang) for h in component.headers])
+
+
+def table_headers(component: Any, lang: str) -> Any:
+    """A table's own headers in ``lang`` (its rows untouched), or a skip for a table without any."""
+    headers = getattr(component, "headers", None)
+    if not isinstance(headers, list) or not headers:
+        return gr.skip()
+    return gr.update(headers=[tr(h, lang) for h in headers])
 
 
 def _is_note(component: Any) -> bool:
