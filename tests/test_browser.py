@@ -354,9 +354,9 @@ def test_a_link_with_a_seed_reproduces_the_same_text(page, app_url):
 
 # Where the page's own words are (not the user's text, token text or the model's output).
 UI_TEXT_JS = """() => {
-  const sel = '[role=tab], label, button:not(.gallery-item):not([class*=example]), [data-testid=block-label], ' +
+  const sel = '[role=tab], label, th, button:not(.gallery-item):not([class*=example]), [data-testid=block-label], ' +
               '[data-testid=block-info], .prose, .gtitle, .g-xtitle, .g-ytitle, .legendtext, .cbtitle, .annotation-text';
-  const inExamples = (el) => el.closest('.gallery, [data-testid=dataset], .examples, table, textarea, .token, pre, code, #walk-code');
+  const inExamples = (el) => el.closest('.gallery, [data-testid=dataset], .examples, td, textarea, .token, pre, code, #walk-code');
   return [...document.querySelectorAll(sel)]
     .filter(el => el.offsetParent !== null || el.closest('svg'))
     .filter(el => !inExamples(el))
@@ -388,7 +388,7 @@ def test_every_tab_reads_in_chinese(browser, app_url, tab):
         page.goto(f"{app_url}/?tab={tab}&lang=zh&prompt=The+cat+sat+on+the+mat.+The+cat+sat")
         expect_text(page, "#tabs", "模型")
         expect_text(page, "#tabs", "逐步讲解")
-        if tab in ("attention", "shapes", "walkthrough", "logit-lens", "next-token", "parameters"):
+        if tab in ("attention", "shapes", "walkthrough", "logit-lens", "next-token", "parameters", "experiments"):
             page.locator(".js-plotly-plot .main-svg").first.wait_for()
         page.wait_for_timeout(1500)
         left = english_left(page.evaluate(UI_TEXT_JS))

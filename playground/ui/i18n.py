@@ -226,6 +226,7 @@ TEXT: dict[str, str] = {
     "model (softmax)": "模型（softmax）", "after temperature": "温度之后", "after top-k": "top-k 之后",
     "after top-p (sampled from)": "top-p 之后（从中抽样）", "off": "关闭",
     "one token: nothing to predict": "只有一个词元：没有可预测的",
+    "Surprisal: how unexpected each token was": "意外度：每个词元有多出乎意料", "from token": "起始词元",
     "still computing its sha256…": "仍在计算它的 sha256…", "no card names this file's sha256": "没有模型卡对应这个文件的 sha256",
     "Playground mini, 7.7M parameters": "Playground mini（770 万参数）",
     "trained here on 26 MB of public-domain English": "在本机用 26 MB 公有领域英文文本训练",
@@ -238,6 +239,7 @@ TEXT: dict[str, str] = {
 
 # Texts with numbers or names in them: "{}" matches anything (non-greedy), kept as it is in the 中文.
 PATTERNS: dict[str, str] = {
+    "{}; bits: ": "{}；比特：",                     # the surprisal line, before its colour legend
     "Layer {}, head {}: where each token looks": "第 {} 层第 {} 个头：每个词元看向哪里",
     "Layer {}: all {} heads (rows: queries, columns: keys)": "第 {} 层：全部 {} 个头（行：查询，列：键）",
     "Layer {}: heads aggregated": "第 {} 层：各头汇总",
@@ -314,6 +316,7 @@ PATTERNS: dict[str, str] = {
         "在 **{}** 之后（位置 {}）：可抽中的词元有 {} 个。模型分布的熵为 {} 奈特，经采样控制之后为 {}。",
     # experiments
     "mean {} bits per token, perplexity {}": "平均每个词元 {} 比特，困惑度 {}",
+    "{}; blank cell: the first token": "{}；空白单元格：第一个词元",
     # walkthrough
     "shape {} · showing {}": "形状 {} · 显示 {}",
     "batch {}, positions {}-{}": "批次 {}，位置 {}-{}",
@@ -402,6 +405,11 @@ def tr(text: Any, lang: str) -> Any:
         return text
     if text in TEXT:
         return TEXT[text]
+    one_line = "<br>" not in text and "\n" not in text
+    if one_line:
+        found = _pattern(text, lang)
+        if found is not None:
+            return found
     for sep in ("<br>", "\n"):
         if sep in text:
             return sep.join(tr(part, lang) for part in text.split(sep))
@@ -411,11 +419,15 @@ def tr(text: Any, lang: str) -> Any:
         pre, mid, post = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(4), m.group(5), m.group(6))
         if mid and mid != text:
             return pre + tr(mid, lang) + post
+    return text
+
+
+def _pattern(text: str, lang: str) -> str | None:
     for regex, zh in _PATTERNS:
         found = regex.match(text)
         if found:
             return zh.format(*(tr(g, lang) for g in found.groups()))
-    return text
+    return None
 
 
 def tr_figure(fig: Any, lang: str) -> Any:
