@@ -226,6 +226,19 @@ TEXT: dict[str, str] = {
     "model (softmax)": "模型（softmax）", "after temperature": "温度之后", "after top-k": "top-k 之后",
     "after top-p (sampled from)": "top-p 之后（从中抽样）", "off": "关闭",
     "one token: nothing to predict": "只有一个词元：没有可预测的",
+    # the parts of the model (Parameters tab figures): the book's code names stay in the brackets
+    "token embedding (tok_emb)": "词元嵌入 (tok_emb)", "position embedding (pos_emb)": "位置嵌入 (pos_emb)",
+    "query weights (att.W_query)": "查询权重 (att.W_query)", "query bias (att.W_query)": "查询偏置 (att.W_query)",
+    "key weights (att.W_key)": "键权重 (att.W_key)", "key bias (att.W_key)": "键偏置 (att.W_key)",
+    "value weights (att.W_value)": "值权重 (att.W_value)", "value bias (att.W_value)": "值偏置 (att.W_value)",
+    "output projection (att.out_proj)": "输出投影 (att.out_proj)",
+    "feed-forward first layer (ff.layers[0])": "前馈网络第一层 (ff.layers[0])",
+    "feed-forward second layer (ff.layers[2])": "前馈网络第二层 (ff.layers[2])",
+    "first LayerNorm (norm1: scale, shift)": "第一个层归一化 (norm1: scale, shift)",
+    "second LayerNorm (norm2: scale, shift)": "第二个层归一化 (norm2: scale, shift)",
+    "final LayerNorm (final_norm: scale, shift)": "最终层归一化 (final_norm: scale, shift)",
+    "output head (out_head)": "输出头 (out_head)", "output head (out_head, no bias)": "输出头 (out_head，无偏置)",
+    "layer norms": "层归一化", "all parameters": "全部参数",
     "Surprisal: how unexpected each token was": "意外度：每个词元有多出乎意料", "from token": "起始词元",
     "still computing its sha256…": "仍在计算它的 sha256…", "no card names this file's sha256": "没有模型卡对应这个文件的 sha256",
     "Playground mini, 7.7M parameters": "Playground mini（770 万参数）",
@@ -254,6 +267,9 @@ PATTERNS: dict[str, str] = {
     "{} tokens; hover a step for what it does": "{} 个词元；悬停查看每一步做什么",
     "queries {}-{}, keys {}-{} of {} tokens": "共 {4} 个词元中的查询 {0}-{1}、键 {2}-{3}",
     "{} tokens.": "{} 个词元。",
+    "{} x {}": "{} x {}",                           # a part in every block: "query weights (att.W_query) x 12"
+    "transformer blocks (x {})": "Transformer 块（x {}）",
+    "model<br>{}": "模型<br>{}",
     "**What to look at:** {}": "**看点**：{}",
     "**Model:** {}<span class='badge-more'> ({}) · {} layers × {} heads · context {} · {}</span>":
         "**模型**：{}<span class='badge-more'>（{}）· {} 层 × 每层 {} 个头 · 上下文 {} · {}</span>",
@@ -333,6 +349,9 @@ SCORE_TITLES_ZH = {"previous-token score": "前一个词元得分", "first-token
                    "current-token score": "当前词元得分", "mean entropy (nats)": "平均熵（奈特）",
                    "induction score": "归纳得分", "induction score on your text": "在你的文本上的归纳得分"}
 TEXT.update(SCORE_TITLES_ZH)
+# The Parameters treemap shows each part's name above its code name: the name alone has its entry too.
+_PART_NAMES = [k for k in TEXT if re.fullmatch(r"[a-zA-Z -]+ \((att\.|ff\.|tok_emb|pos_emb|norm|final_norm|out_head).*\)", k)]
+TEXT.update({k.split(" (")[0]: TEXT[k].split(" (")[0] for k in _PART_NAMES})
 
 
 def _key(text: str) -> str:
@@ -455,11 +474,15 @@ def tr_figure(fig: Any, lang: str) -> Any:
     for name in meta.get("i18n_ticks", ()):           # axes whose tick labels are interface text
         if lay[name] is not None and lay[name].ticktext:
             lay[name].ticktext = [tr(t, lang) for t in lay[name].ticktext]
-    for dim in meta.get("i18n_categories", ()):       # traces whose x (or y) values are interface text
+    for dim in meta.get("i18n_categories", ()):       # traces whose x (or y, labels) values are interface text
         for trace in fig.data:
-            values = getattr(trace, dim, None)
+            values = getattr(trace, dim, None) if dim in trace else None
             if values is not None:
                 setattr(trace, dim, [tr(v, lang) for v in values])
+    for name in meta.get("i18n_axes", ()):            # a category order given by name follows the names
+        axis = lay[name]
+        if axis is not None and axis.categoryarray is not None:
+            axis.categoryarray = [tr(v, lang) for v in axis.categoryarray]
     for trace in fig.data:
         if getattr(trace, "name", None):
             trace.name = tr(trace.name, lang)

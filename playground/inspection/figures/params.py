@@ -49,7 +49,8 @@ def params_treemap(bd: ParamBreakdown) -> go.Figure:
     # A box too small for its label at 11 px shows none (hover still tells), rather than 5 px text.
     fig.update_layout(title=f"Where the {fmt_int(bd.total)} parameters are "
                             f"({'tied' if bd.config.tie_embeddings else 'untied'} head)",
-                      margin=dict(t=60, l=10, r=10, b=10), uniformtext=dict(minsize=11, mode="hide"))
+                      margin=dict(t=60, l=10, r=10, b=10), uniformtext=dict(minsize=11, mode="hide"),
+                      meta={"i18n_categories": ["labels"]})     # the boxes are named parts, not tokens
     return fig
 
 
@@ -75,5 +76,6 @@ def params_bar(bd: ParamBreakdown) -> go.Figure:
                       xaxis=dict(title="parameters", range=[0, longest * 1.25]),
                       yaxis=dict(autorange="reversed", categoryorder="array", categoryarray=names),
                       legend=dict(x=1, y=0, xanchor="right", yanchor="bottom", bgcolor="rgba(255,255,255,0.8)"),
-                      height=max(350, 28 * len(names) + 120), margin=dict(l=10))
+                      height=max(350, 28 * len(names) + 120), margin=dict(l=10),
+                      meta={"i18n_categories": ["y"], "i18n_axes": ["yaxis"]})
     return fig
