@@ -267,7 +267,15 @@ PATTERNS: dict[str, str] = {
     "{} tokens; hover a step for what it does": "{} 个词元；悬停查看每一步做什么",
     "queries {}-{}, keys {}-{} of {} tokens": "共 {4} 个词元中的查询 {0}-{1}、键 {2}-{3}",
     "{} tokens.": "{} 个词元。",
-    "{} x {}": "{} x {}",                           # a part in every block: "query weights (att.W_query) x 12"
+    # the derivation, line by line ("{}" names a part: its own entry)
+    "{}: {} = {} = {} (x {} blocks = {})": "{}：{} = {} = {}（x {} 个块 = {}）",
+    "{}: {} = {} = {}": "{}：{} = {} = {}",
+    "{}: 0 — tied: the token embedding's {} serve again": "{}：0 —— 共享权重：词元嵌入的 {} 个参数再用一次",
+    "one transformer block: {}; x {} = {}": "一个 Transformer 块：{}；x {} = {}",
+    "total without weight tying: {}": "不共享权重时合计：{}",
+    "total with weight tying (head = token embedding): {}": "共享权重时合计（输出头 = 词元嵌入）：{}",
+    "as configured (tied): {} parameters; {}": "按当前配置（共享权重）：{} 个参数；{}",
+    "as configured (untied): {} parameters; {}": "按当前配置（不共享权重）：{} 个参数；{}",                           # a part in every block: "query weights (att.W_query) x 12"
     "transformer blocks (x {})": "Transformer 块（x {}）",
     "model<br>{}": "模型<br>{}",
     "**What to look at:** {}": "**看点**：{}",
@@ -343,6 +351,7 @@ PATTERNS: dict[str, str] = {
     " · {} layers × {} heads · context {} · {}": " · {} 层 × 每层 {} 个头 · 上下文 {} · {}",
     "{} · {}M parameters": "{} · {}M 参数",
     "### {}": "### {}",                            # a heading: its text, if the table has it
+    "{} x {}": "{} x {}",        # last: a part in every block ("query weights (att.W_query) x 12")
 }
 
 SCORE_TITLES_ZH = {"previous-token score": "前一个词元得分", "first-token (sink) score": "第一个词元（汇）得分",

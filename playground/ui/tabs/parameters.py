@@ -10,6 +10,7 @@ from ...config import PRESETS, GPTConfig
 from ...inspection.export import dumps
 from .. import validate as v
 from ..common import LIGHT, PRIVATE, AppContext, export_file, guarded
+from ..i18n import current_lang, tr
 from ..theme import style_figure
 from ..views import parameters as param_view
 
@@ -94,8 +95,11 @@ def outputs_for(t: ParametersTab, ctx: AppContext, cfg: GPTConfig, present_on: b
     """Every output of the tab for ``cfg`` (also used by deep links with ``preset=``)."""
     pv = param_view.params_view(cfg, ctx.holder.current())
     tree, bar = pv.figures()
+    lang = current_lang()        # the part names and the derivation are interface text, not the user's
+    rows = [[tr(row[0], lang), *row[1:]] for row in pv.rows()]
+    derivation = "\n".join(tr(line, lang) for line in pv.derivation().split("\n"))
     return {t.summary: pv.summary_markdown(), t.compare: pv.comparison, t.treemap: style_figure(tree, present_on),
-            t.bar: style_figure(bar, present_on), t.table: pv.rows(), t.derivation: pv.derivation(),
+            t.bar: style_figure(bar, present_on), t.table: rows, t.derivation: derivation,
             t.json: export_file("parameters", "json", dumps(pv.data())),
             t.csv: export_file("parameters", "csv", pv.breakdown.to_csv())}
 
