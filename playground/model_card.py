@@ -7,6 +7,7 @@ with the commands and results, is ``weights/README.md``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,14 @@ class ModelCard:
     heads: list[dict[str, Any]] = field(default_factory=list)   # [{head: "L4H1", kind, score, on}]
     results: dict[str, Any] = field(default_factory=dict)
     details: str = "weights/README.md"
+    zh: dict[str, Any] = field(default_factory=dict)   # the same fields in 中文 (any subset)
+
+    def localized(self, lang: str) -> "ModelCard":
+        """The card in ``lang``: its ``zh`` fields over the English ones (English where it has none)."""
+        if lang != "zh" or not self.zh:
+            return self
+        known = {k: v for k, v in self.zh.items() if k in self.__dataclass_fields__ and k not in ("sha256", "zh")}
+        return dataclasses.replace(self, **known)
 
     def markdown(self) -> str:
         heads = "\n".join(f"- **{h['head']}** — {h['kind']}, score {h['score']:.2f} ({h['on']})" for h in self.heads)

@@ -50,3 +50,14 @@ def test_the_shipped_card_names_the_shipped_weights():
     assert card.heads and all(h["score"] > 0.5 for h in card.heads)
     readme = (DEFAULT_WEIGHTS.parent / "README.md").read_text()
     assert card.sha256 in readme                               # the long card names the same file
+
+
+def test_a_card_reads_in_chinese_where_it_has_chinese():
+    card = ModelCard(**{**_card("0" * 64), "zh": {"name": "小测试模型", "can": ["什么都不会"], "sha256": "f" * 64,
+                                                   "nonsense": 1}})
+    zh = card.localized("zh")
+    assert zh.name == "小测试模型" and zh.can == ["什么都不会"] and zh.sha256 == "0" * 64   # the hash is never swapped
+    assert zh.short == card.short and card.localized("en") is card                        # English where it has none
+    shipped = read_card(DEFAULT_WEIGHTS)
+    assert shipped.zh and shipped.localized("zh").name != shipped.name
+    assert {h["head"] for h in shipped.localized("zh").heads} == {h["head"] for h in shipped.heads}

@@ -36,12 +36,12 @@ TAB_MODULES = (generate, attention, shapes, walkthrough, parameters, logit_lens,
 VIEW_MODULES = (attention, shapes, walkthrough, logit_lens, next_token)    # views computed when their tab opens
 
 
-def badge_text(holder: ModelHolder) -> str:
+def badge_text(holder: ModelHolder, lang: str = "en") -> str:
     snap = holder.current()
     if snap is None:
         return f"⚠️ **No model loaded.** {holder.missing_message()}"
     cfg = snap.model.cfg
-    card = snap.card
+    card = snap.card.localized(lang) if snap.card else None
     name = card.name if card else f"{snap.name} · {snap.model.num_parameters() / 1e6:,.1f}M parameters"
     more = (f" ({card.short})" if card else "") + \
         f" · {cfg.n_layers} layers × {cfg.n_heads} heads · context {cfg.context_length} · {snap.device}"
@@ -86,7 +86,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
 
         def on_loaded(ok: bool) -> dict:
             cfg = holder.current().model.cfg if holder.current() else PRESETS["gpt2"]
-            update = {ctx.badge: badge_text(holder)}
+            update = {ctx.badge: badge_text(holder, current_lang())}
             if ok:
                 for layer, head in sliders:
                     update[layer] = gr.update(maximum=max(cfg.n_layers - 1, 1))
@@ -117,9 +117,9 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
             tab = link.tab or generate.TAB_ID
             model_tab = built[model.TAB_ID]
             update: dict[Any, Any] = {tabs: gr.update(selected=tab), current_tab: tab,
-                                      ctx.badge: badge_text(holder),
+                                      ctx.badge: badge_text(holder, current_lang()),
                                       model_tab.info: model_view.model_markdown(holder.info()),
-                                      model_tab.card: model_view.card_markdown(holder)}
+                                      model_tab.card: model_view.card_markdown(holder, current_lang())}
             if link.present is not None:
                 update[ctx.present] = link.present
             update[ctx.lang] = lang_of(request)
@@ -184,7 +184,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
 
         # Someone else may swap the shared model: every open page re-reads the header badge.
         def ui_badge_if_changed(shown: str):
-            now = tr(badge_text(holder), current_lang())
+            now = tr(badge_text(holder, current_lang()), current_lang())
             return gr.skip() if now == shown else now
         gr.Timer(BADGE_REFRESH_S).tick(ui_badge_if_changed, [ctx.badge], [ctx.badge], show_progress="hidden",
                                        **LIGHT, **PRIVATE)

@@ -241,8 +241,6 @@ TEXT: dict[str, str] = {
     "layer norms": "层归一化", "all parameters": "全部参数",
     "Surprisal: how unexpected each token was": "意外度：每个词元有多出乎意料", "from token": "起始词元",
     "still computing its sha256…": "仍在计算它的 sha256…", "no card names this file's sha256": "没有模型卡对应这个文件的 sha256",
-    "Playground mini, 7.7M parameters": "Playground mini（770 万参数）",
-    "trained here on 26 MB of public-domain English": "在本机用 26 MB 公有领域英文文本训练",
     "Logit lens: the top prediction after each layer": "Logit 透镜：每层之后排第一的预测",
     "Every step of the forward pass, with the real shapes": "前向传播的每一步，以及真实的形状",
     "### No model loaded": "### 没有加载模型",
@@ -301,6 +299,7 @@ PATTERNS: dict[str, str] = {
     "**It can:** {}": "**它能**：{}",
     "**It cannot:** {}": "**它不能**：{}",
     "**Measured:** {}": "**实测**：{}",
+    "- **{}** — {}, score {} ({})": "- **{}** —— {}，得分 {}（{}）",
     "The whole card, with every training command: {}": "完整的模型卡，含每一条训练命令：{}",
     # the validation layer's messages ({} first: the control's name, itself translated)
     "{} must be a number, not {}.": "{}必须是数字，不能是 {}。",

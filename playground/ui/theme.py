@@ -55,11 +55,14 @@ body.presentation .gradio-container {{ max-width: none !important; padding-top: 
 body.presentation #title p {{ display: none; }}
 body.presentation #model-badge {{ font-size: var(--text-sm); }}
 body.presentation #model-badge .badge-more {{ display: none; }}
-body.presentation #header-switches {{ flex-direction: row; min-width: 500px !important; align-items: center; }}
+body.presentation #header-switches {{ flex-direction: row; min-width: 560px !important; align-items: center; }}
 body.presentation #header-switches > * {{ flex: 1 1 0; }}
 body.presentation #header-switches > #present {{ flex: 1.7 1 0; }}
 /* The header's switches and the tab bar stay compact, so the figure starts high and every tab fits 1280 px. */
-body.presentation #present, body.presentation #present * {{ font-size: 16px; }}
+body.presentation #present, body.presentation #present *, body.presentation #lang-switch,
+body.presentation #lang-switch * {{ font-size: 16px; }}
+#lang-switch .wrap {{ flex-wrap: nowrap; }}
+#lang-switch label {{ padding: 2px 8px; }}
 body.presentation #copy-link {{ font-size: 16px; padding: 2px 8px; }}
 body.presentation #tabs [role="tab"] {{ font-size: 18px; padding: 4px 9px; }}
 /* The figure's own title says what it is: Gradio's label box over it would cover that title. */

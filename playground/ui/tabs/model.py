@@ -9,6 +9,7 @@ import gradio as gr
 from ...checkpoints.hub import HUB_REPOS
 from ...inspection.export import dumps
 from ..common import LIGHT, PRIVATE, AppContext, export_file, guarded
+from ..i18n import current_lang
 from ..views import model as model_view
 
 TAB_ID = "model"
@@ -65,7 +66,8 @@ def wire(t: ModelTab, ctx: AppContext, others: list, on_loaded: Callable[[bool],
 
     def after_load(ok: bool, message: str) -> dict:
         info = ctx.holder.info()
-        return {t.status: message, t.info: model_view.model_markdown(info), t.card: model_view.card_markdown(ctx.holder),
+        return {t.status: message, t.info: model_view.model_markdown(info),
+                t.card: model_view.card_markdown(ctx.holder, current_lang()),
                 t.json: export_file("model-info", "json", dumps(info)), **on_loaded(ok)}
 
     def require_unlocked() -> None:
@@ -94,7 +96,7 @@ def wire(t: ModelTab, ctx: AppContext, others: list, on_loaded: Callable[[bool],
     @guarded
     def ui_model_tab():
         info = ctx.holder.info()
-        return {t.info: model_view.model_markdown(info), t.card: model_view.card_markdown(ctx.holder),
+        return {t.info: model_view.model_markdown(info), t.card: model_view.card_markdown(ctx.holder, current_lang()),
                 t.files: gr.update(choices=model_view.weight_files(ctx.weights_dir)),
                 t.json: export_file("model-info", "json", dumps(info))}
 

@@ -34,8 +34,8 @@ def model_markdown(info: dict[str, Any]) -> str:
                else ""))
 
 
-def card_markdown(holder: ModelHolder) -> str:
-    """The loaded model's card (``<weights>.card.json``), or a line saying there is none."""
+def card_markdown(holder: ModelHolder, lang: str = "en") -> str:
+    """The loaded model's card (``<weights>.card.json``) in ``lang``, or a line saying there is none."""
     snap = holder.current()
     if snap is None:
         return ""
@@ -43,7 +43,7 @@ def card_markdown(holder: ModelHolder) -> str:
     if card is None:
         why = "still computing its sha256…" if snap.sha256 is None else "no card names this file's sha256"
         return f"*No model card for {snap.path.name} ({why}).*"
-    return card.markdown()
+    return card.localized(lang).markdown()
 
 
 def weight_files(folder: Path) -> list[str]:
