@@ -292,6 +292,20 @@ def test_init_starts_from_saved_weights(tmp_path):
         run(tiny_args(data, tmp_path / "d", 3, "--init", str(init)) + ["--config", wider.to_json()])
 
 
+def test_init_on_another_held_out_split_is_refused(tmp_path):
+    """Weights record their split; continuing them on another one (a new --seed) would train on their
+    held-out documents, so every held-out score after it would be a training score."""
+    data = write_corpus(tmp_path / "tiny.txt")
+    run(tiny_args(data, tmp_path / "a", 3, "--seed", "5"))
+    init = tmp_path / "a" / "out" / "tiny.safetensors"
+    from playground.training.loop import read_split
+    assert read_split(init) == {"seed": 5, "val_fraction": 0.2, "doc_chars": 300, "clean_whitespace": False}
+    with pytest.raises(SystemExit, match="seed 5 there, 6 here"):
+        run(tiny_args(data, tmp_path / "b", 3, "--seed", "6", "--init", str(init)))
+    run(tiny_args(data, tmp_path / "c", 3, "--seed", "5", "--init", str(init)))                 # same split
+    run(tiny_args(data, tmp_path / "d", 3, "--seed", "6", "--init", str(init), "--new-split"))  # said so
+
+
 def test_seq_len_and_induction_rows_train_shorter_windows(tmp_path):
     data = write_corpus(tmp_path / "tiny.txt")
     summary = run(tiny_args(data, tmp_path, 6, "--seq-len", "16", "--induction-fraction", "0.5",

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
     g = p.add_argument_group("model")
     g.add_argument("--preset", help="a named config from playground.config.PRESETS")
+    g.add_argument("--new-split", action="store_true",
+                   help="allow --init weights trained against another held-out split (--seed, --val-fraction, "
+                        "--doc-chars): their held-out scores stop meaning anything")
     g.add_argument("--init", metavar="WEIGHTS",
                    help="start from these weights (same config) instead of a random init; "
                         "a checkpoint in the run dir still wins")

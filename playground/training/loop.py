@@ -84,6 +84,42 @@ class Run:
         return max(parts)
 
 
+def split_of(args: Any) -> dict[str, Any]:
+    """What decides which documents are held out (``data.is_validation``): saved with the weights."""
+    return {"seed": args.seed, "val_fraction": args.val_fraction, "doc_chars": args.doc_chars,
+            "clean_whitespace": bool(args.clean_whitespace)}
+
+
+def read_split(weights: "str | Path") -> dict[str, Any] | None:
+    """The held-out split the weights were trained against, if they say (older files do not)."""
+    try:
+        from safetensors import safe_open
+        with safe_open(str(weights), "pt") as f:
+            training = json.loads((f.metadata() or {}).get("training", "{}"))
+        return training.get("split")
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def check_same_split(args: Any, split: dict[str, Any] | None, say: Any) -> None:
+    """Continuing from weights on another split would train on their held-out documents and score on
+    documents they trained on: every later perplexity would be a training loss. Refused unless
+    ``--new-split``; weights that do not say their split get a warning."""
+    if split is None:
+        say(f"note: {args.init} does not record its held-out split: if its run used another --seed, "
+            f"--val-fraction or --doc-chars, its held-out documents are now training data "
+            f"(the bundled model's run: --seed 1337, the defaults; weights/README.md)")
+        return
+    ours = split_of(args)
+    differ = [k for k in ("seed", "val_fraction", "doc_chars") if split.get(k) != ours[k]]
+    if differ and not getattr(args, "new_split", False):
+        raise SystemExit(
+            f"--init {args.init} was trained against another held-out split ("
+            + ", ".join(f"{k} {split.get(k)} there, {ours[k]} here" for k in differ)
+            + "): its held-out documents would become training data and every held-out score a training "
+              "score. Pass the same values, or --new-split to do it anyway.")
+
+
 def setup(args: argparse.Namespace, argv: Sequence[str] | None, say: Say) -> Run:
     """Data, model, optimizer; resumed from ``run_dir``'s checkpoint when there is one."""
     device = torch.device(pick_device(args.device))
@@ -124,6 +160,7 @@ def setup(args: argparse.Namespace, argv: Sequence[str] | None, say: Say) -> Run
             start_from(model, args.init)
         except ValueError as e:
             raise SystemExit(f"--init {e}") from None
+        check_same_split(args, read_split(args.init), say)
         say(f"initialised from {args.init}")
     model.to(device).train()
     opt = make_optimizer(model, args.lr, args.weight_decay)
@@ -265,8 +302,9 @@ def finish(run: Run) -> dict[str, Any]:
         "source_shares": run.sampler.shares(), "amp_bf16": run.amp, "device": str(run.device),
         "command": "python -m playground.train " + " ".join(sys.argv[1:] if run.argv is None else run.argv),
     }
-    meta = {"training": json.dumps({k: summary[k] for k in ("steps", "tokens_seen", "wall_time_s",
-                                                           "val_loss", "train_loss_last")})}
+    meta = {"training": json.dumps({**{k: summary[k] for k in ("steps", "tokens_seen", "wall_time_s",
+                                                              "val_loss", "train_loss_last")},
+                                    "split": split_of(run.args)})}
     save_model(model.cpu(), run.out, dtype=save_dtype, metadata=meta)
     try:
         write_loss_plot(state.history, run.plot_path, title=f"{run.out.stem}: loss")
