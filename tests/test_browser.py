@@ -395,6 +395,9 @@ def test_every_tab_reads_in_chinese(browser, app_url, tab):
         page.screenshot(path=str(ARTIFACTS / f"zh-{tab}.png"), full_page=True)
         assert not left, f"English left on the 中文 page: {left[:8]}"
         if tab == "attention":
+            page.click("#copy-link")                                   # a link carries the language
+            page.wait_for_function("() => document.querySelector('#link-box textarea, #link-box input')"
+                                   "?.value.includes('lang=zh')")
             page.locator("#lang-switch").get_by_text("English").click()
             expect_text(page, "#tabs", "Step by step")
             expect_text(page, "#att-fig", "where each token looks")

@@ -52,12 +52,14 @@ def test_the_language_comes_from_the_link_then_the_browser():
 
 
 def test_figures_are_translated_on_a_copy_and_tokens_never():
-    fig = go.Figure(go.Heatmap(z=[[1]], colorbar=dict(title="weight")))
+    fig = go.Figure(go.Heatmap(z=[[1]], colorbar=dict(title="weight"),
+                               hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>"))
     fig.update_layout(title="Layer 0, head 0: where each token looks", xaxis=dict(title="key (attended to)",
                       tickvals=[0], ticktext=["␣head"]), yaxis_title="query (attending)")
     zh = tr_figure(fig, "zh")
     assert zh.layout.title.text == "第 0 层第 0 个头：每个词元看向哪里" and zh.layout.xaxis.title.text == "键（被关注的）"
     assert zh.data[0].colorbar.title.text == "权重"
+    assert zh.data[0].hovertemplate == "查询 %{y}<br>键 %{x}<br>权重 %{z:.4f}<extra></extra>"
     assert list(zh.layout.xaxis.ticktext) == ["␣head"]            # a token stays as it is
     assert fig.layout.title.text.startswith("Layer 0")            # the original is untouched
     box, note = gr.Textbox(render=False), gr.Markdown(render=False)

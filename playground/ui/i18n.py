@@ -349,6 +349,11 @@ PATTERNS: dict[str, str] = {
     "**Model:** {} · {}M parameters<span class='badge-more'>{}</span>": "**模型**：{} · {}M 参数<span class='badge-more'>{}</span>",
     " · {} layers × {} heads · context {} · {}": " · {} 层 × 每层 {} 个头 · 上下文 {} · {}",
     "{} · {}M parameters": "{} · {}M 参数",
+    # hover texts, line by line ("%{...}" is plotly's placeholder, kept as it is)
+    "query {}": "查询 {}", "key {}": "键 {}", "weight {}": "权重 {}", "feature {}: {}": "特征 {}：{}",
+    "layer {}, head {}": "第 {} 层，第 {} 个头", "{}: p = {}": "{}：p = {}", "{}: rank {}": "{}：排名 {}",
+    "{} parameters ({})": "{} 个参数（{}）", "{}: mean norm {}": "{}：平均范数 {}",
+    "{} positions: {} KiB used": "{} 个位置：已用 {} KiB", "{} KiB allocated": "已分配 {} KiB",
     "### {}": "### {}",                            # a heading: its text, if the table has it
     "{} x {}": "{} x {}",        # last: a part in every block ("query weights (att.W_query) x 12")
 }
@@ -494,6 +499,8 @@ def tr_figure(fig: Any, lang: str) -> Any:
     for trace in fig.data:
         if getattr(trace, "name", None):
             trace.name = tr(trace.name, lang)
+        if isinstance(getattr(trace, "hovertemplate", None), str):
+            trace.hovertemplate = tr(trace.hovertemplate, lang)
         if "colorbar" in trace and trace.colorbar.title.text:
             trace.colorbar.title.text = tr(trace.colorbar.title.text, lang)
     return fig
