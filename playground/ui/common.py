@@ -123,7 +123,6 @@ def localized(e: BaseException, lang: str) -> BaseException:
 def lang_keyed(t: Any, fn: Callable) -> Callable:
     """``fn(*inputs, key=...)`` whose key also holds the language it drew in: a view drawn in English is
     drawn again when the page has switched to 中文 since."""
-    @functools.wraps(fn)
     def keyed(*args: Any, key: Any = None) -> Any:
         lang = current_lang()
         inner = key[1] if isinstance(key, tuple) and len(key) == 2 and key[0] == lang else None
@@ -131,6 +130,9 @@ def lang_keyed(t: Any, fn: Callable) -> Callable:
         if isinstance(out, dict) and t.key in out and not _is_skip(out[t.key]):
             out = {**out, t.key: (lang, out[t.key])}
         return out
+    # Its name, not its signature (functools.wraps would show Gradio the inner ``key`` parameter as one more
+    # input to fill): the page's events and the fuzz tests find a handler by name.
+    keyed.__name__, keyed.__qualname__ = fn.__name__, getattr(fn, "__qualname__", fn.__name__)
     return keyed
 
 
