@@ -55,14 +55,16 @@ body.presentation .gradio-container {{ max-width: none !important; padding-top: 
 body.presentation #title p {{ display: none; }}
 body.presentation #model-badge {{ font-size: var(--text-sm); }}
 body.presentation #model-badge .badge-more {{ display: none; }}
-body.presentation #header-switches {{ flex-direction: row; min-width: 560px !important; align-items: center; }}
+body.presentation #header-switches {{ flex-direction: row; min-width: 520px !important; align-items: center; }}
 body.presentation #header-switches > * {{ flex: 1 1 0; }}
-body.presentation #header-switches > #present {{ flex: 1.7 1 0; }}
+body.presentation #header-switches > #present {{ flex: 1.4 1 0; }}
+body.presentation #header-switches > #lang-switch {{ flex: 1.5 1 0; }}
+body.presentation #title h1 {{ white-space: nowrap; }}
 /* The header's switches and the tab bar stay compact, so the figure starts high and every tab fits 1280 px. */
 body.presentation #present, body.presentation #present *, body.presentation #lang-switch,
 body.presentation #lang-switch * {{ font-size: 16px; }}
 #lang-switch .wrap {{ flex-wrap: nowrap; }}
-#lang-switch label {{ padding: 2px 8px; }}
+#lang-switch label {{ padding: 2px 6px; white-space: nowrap; }}
 body.presentation #copy-link {{ font-size: 16px; padding: 2px 8px; }}
 body.presentation #tabs [role="tab"] {{ font-size: 18px; padding: 4px 9px; }}
 /* The figure's own title says what it is: Gradio's label box over it would cover that title. */
@@ -185,7 +187,7 @@ def style_figure(fig: go.Figure, present: bool = False) -> go.Figure:
     for axis in _coloraxes(fig):
         axis.colorbar.tickfont = dict(size=PROJECTOR_TEXT)
         axis.colorbar.title.font = dict(size=PROJECTOR_TEXT)
-    if any(trace.type in ("treemap", "bar") for trace in fig.data):
+    if any(trace.type == "treemap" for trace in fig.data):
         # A label that does not fit at projector size is hidden (it stays on hover), never shrunk to 6 px.
         fig.update_layout(uniformtext=dict(minsize=PROJECTOR_TEXT - 2, mode="hide"))
     if fig.layout.height is not None and fig.layout.height < PROJECTOR_HEIGHT:
