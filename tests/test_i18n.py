@@ -62,6 +62,9 @@ def test_figures_are_translated_on_a_copy_and_tokens_never():
     assert zh.data[0].hovertemplate == "查询 %{y}<br>键 %{x}<br>权重 %{z:.4f}<extra></extra>"
     assert list(zh.layout.xaxis.ticktext) == ["␣head"]            # a token stays as it is
     assert fig.layout.title.text.startswith("Layer 0")            # the original is untouched
+    table = tr_figure(go.Figure(go.Table(header=dict(values=["position", "token"]), cells=dict(values=[[0], ["head"]]))),
+                      "zh")
+    assert list(table.data[0].header.values) == ["位置", "词元"] and list(table.data[0].cells.values[1]) == ["head"]
     box, note = gr.Textbox(render=False), gr.Markdown(render=False)
     out = tr_outputs({box: "head", note: "head"}, "zh")
     assert out[box] == "head" and out[note] == "头"                # text boxes hold the user's and model's text

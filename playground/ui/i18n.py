@@ -207,7 +207,7 @@ TEXT: dict[str, str] = {
     "Please check your input": "请检查你的输入", "Busy": "正忙", "Error": "错误",
     "Position": "位置", "Step": "步骤", "Window start": "窗口起点", "Tokens shown": "显示的词元数",
     "Continuation tokens": "续写词元数", "Branches": "分支数", "Leaf": "叶子", "Corrupted prompt": "被破坏的提示词",
-    "Score": "得分", "own": "本项目", "Hugging Face": "Hugging Face",
+    "Score": "得分", "position": "位置", "token id": "词元 ID", "own": "本项目", "Hugging Face": "Hugging Face",
     "your prompt": "你的提示词", "random tokens": "随机词元", "random sequence repeated twice": "重复两次的随机序列",
     "your prompt — no token in it repeats, so there is nothing to score: repeat a passage":
         "你的提示词——其中没有重复的词元，无从打分：请重复一段文字",
@@ -499,6 +499,8 @@ def tr_figure(fig: Any, lang: str) -> Any:
     for trace in fig.data:
         if getattr(trace, "name", None):
             trace.name = tr(trace.name, lang)
+        if trace.type == "table" and trace.header.values is not None:     # column names, not the cells
+            trace.header.values = [tr(v, lang) for v in trace.header.values]
         if isinstance(getattr(trace, "hovertemplate", None), str):
             trace.hovertemplate = tr(trace.hovertemplate, lang)
         if "colorbar" in trace and trace.colorbar.title.text:
