@@ -10,7 +10,6 @@ the open tab.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from ..paths import WEIGHTS_DIR
 from . import api, deeplink
 from . import validate as v
 from .common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, guarded, lang_keyed
-from .i18n import LANG_CHOICES, SWITCH_JS, current_lang, lang_of, localize, table_headers, tr
+from .i18n import LANG_CHOICES, SWITCH_JS, current_lang, has_own_headers, lang_of, localize, table_headers, tr
 from .state import ModelHolder
 from .tabs import (attention, experiments, generate, logit_lens, model, next_token, parameters, shapes,
                    walkthrough)
@@ -193,19 +192,18 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
         missing = localize(demo.blocks.values())
         if missing:
             log.debug("texts without a 中文 translation: %s", missing)
-        # The tab bar keeps the labels it read when the page mounted: after a ?lang= or the switch has
+        # Tables take their headers from their value, which gr.I18n does not reach: the page's load sends them
+        # in its language. The tab bar keeps the labels it read when the page mounted: after the switch has
         # changed Gradio's locale, every tab is sent its (translation-keyed) label again to redraw it.
-        # Tables take their headers from their value, which gr.I18n does not reach: they are sent in the
-        # page's language too.
         all_tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab)]
-        tables = [b for b in demo.blocks.values() if isinstance(b, gr.Dataframe) and isinstance(b.headers, list)
-                  and any(re.search("[A-Za-z]{2,}", str(h)) for h in b.headers)]   # not the default "1", "2"
+        tables = [b for b in demo.blocks.values() if has_own_headers(b)]
+
+        def ui_table_headers():
+            return {table: table_headers(table, current_lang()) for table in tables}
 
         def ui_relabel():
-            lang = current_lang()
-            return {**{tab: gr.update(label=tab.label) for tab in all_tabs},
-                    **{table: table_headers(table, lang) for table in tables}}
-        loaded.then(ui_relabel, None, all_tabs + tables, **LIGHT, **PRIVATE)
+            return {**{tab: gr.update(label=tab.label) for tab in all_tabs}, **ui_table_headers()}
+        loaded.then(ui_table_headers, None, tables, **LIGHT, **PRIVATE)
         switched.then(ui_relabel, None, all_tabs + tables, **LIGHT, **PRIVATE)
 
     demo.queue(max_size=queue_size, default_concurrency_limit=1)

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from ..config import PRESETS
 from ..inspection.walkthrough import STEP_IDS
+from .i18n import clean_lang
 
 TABS = ("generate", "attention", "shapes", "walkthrough", "parameters", "logit-lens", "next-token", "experiments",
         "model")
@@ -31,7 +32,6 @@ VIEW_ALIASES = {"single": "head", "single head": "head", "heads": "layer", "all"
 SCORES = ("previous_token", "first_token", "induction", "entropy", "current_token")
 SCORE_ALIASES = {"previous-token": "previous_token", "previous": "previous_token", "first-token": "first_token",
                  "sink": "first_token", "current-token": "current_token", "current": "current_token"}
-LANGS = {"zh": "zh", "中文": "zh", "cn": "zh", "zh-cn": "zh", "en": "en", "english": "en"}
 MAX_PROMPT_CHARS = 2_000     # a link is not the place for a book chapter
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
@@ -97,7 +97,7 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "layer": _int(0, 10_000), "head": _int(0, 10_000), "view": _choice(VIEWS, VIEW_ALIASES),
     "score": _choice(SCORES, SCORE_ALIASES), "tokens_shown": _int(2, 256), "window_start": _int(0, 1_000_000),
     "log_scale": _flag, "hide_first": _flag,
-    "lang": _choice(tuple(LANGS), LANGS), "expand": _flag,
+    "lang": clean_lang, "expand": _flag,
     "preset": _choice(tuple(PRESETS), {"medium": "gpt2-medium", "large": "gpt2-large", "xl": "gpt2-xl",
                                        "book": "book-124M", "124m": "book-124M"}),
     "vocab_size": _int(1, 200_000), "context_length": _int(1, 8192), "emb_dim": _int(1, 4096),

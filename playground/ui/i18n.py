@@ -244,7 +244,7 @@ TEXT: dict[str, str] = {
     "Logit lens: the top prediction after each layer": "Logit 透镜：每层之后排第一的预测",
     "Every step of the forward pass, with the real shapes": "前向传播的每一步，以及真实的形状",
     "### No model loaded": "### 没有加载模型",
-"**Heads to look at** (open them in the Attention tab):": "**值得看的头**（在“注意力”页打开）：",
+    "**Heads to look at** (open them in the Attention tab):": "**值得看的头**（在“注意力”页打开）：",
     "tied head (counted once)": "输出头与词元嵌入共享权重（只计一次）", "separate output head": "独立的输出头",
 }
 
@@ -395,11 +395,12 @@ def gradio_i18n() -> gr.I18n:
 
 
 def clean_lang(value: Any) -> str | None:
-    """``"zh"`` for any Chinese tag (zh, zh-CN, zh_TW...), ``"en"`` for English ones, else None."""
+    """``"zh"`` for any Chinese tag (zh, zh-CN, zh_TW, cn...), ``"en"`` for English ones, else None: the one
+    reading of a language, for links and for Accept-Language alike."""
     if not isinstance(value, str):
         return None
     v = value.strip().lower().replace("_", "-")
-    if v.startswith("zh") or v == "中文":
+    if v.startswith("zh") or v in ("中文", "cn"):
         return "zh"
     if v.startswith("en") or v == "english":
         return "en"
@@ -546,10 +547,15 @@ def tr_outputs(result: Any, lang: str) -> Any:
     return tr_figure(result, lang) if hasattr(result, "layout") else result
 
 
-def _has_headers(component: Any, value: Any) -> bool:
+def has_own_headers(component: Any) -> bool:
+    """A table built with named headers (not Gradio's default "1", "2", "3")."""
     headers = getattr(component, "headers", None)
-    return type(component).__name__ == "Dataframe" and isinstance(value, list) and isinstance(headers, list) \
-        and any(re.search("[A-Za-z]{2,}", str(h)) for h in headers)
+    return type(component).__name__ == "Dataframe" and isinstance(headers, list) and \
+        any(re.search("[A-Za-z]{2,}", str(h)) for h in headers)
+
+
+def _has_headers(component: Any, value: Any) -> bool:
+    return isinstance(value, list) and has_own_headers(component)
 
 
 def _table(component: Any, rows: list, lang: str) -> dict:
@@ -630,9 +636,9 @@ SWITCH_JS = """(lang) => {
   return lang;
 }"""
 
-# Run once at load (with the keyboard script): a ?lang= in the URL wins over the browser's language.
-# Gradio's own locale store lives in its core module; the page has already loaded it, so importing it
-# again returns that same module.
+# Run once at load (with the keyboard script): the header switch's way to Gradio's locale store, which lives
+# in its core module; the page has already loaded it, so importing it again returns that same module. A
+# ?lang= in the URL needs none of this: EARLY_LOCALE_SCRIPT applies it before Gradio mounts.
 LOCALE_JS = """
   window.__playgroundLocale = async (lang) => {
     const url = performance.getEntriesByType("resource").map(e => e.name)
@@ -642,8 +648,6 @@ LOCALE_JS = """
     core.changeLocale && core.changeLocale(lang === "zh" ? "zh-CN" : "en");
     document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   };
-  const linked = new URLSearchParams(location.search).get("lang");
-  if (linked === "zh" || linked === "en") window.__playgroundLocale(linked);
 """
 
 
@@ -656,6 +660,7 @@ EARLY_LOCALE_SCRIPT = b"""<script>(function () {
   try {
     Object.defineProperty(navigator, "language", {get: function () { return tag; }});
     Object.defineProperty(navigator, "languages", {get: function () { return [tag]; }});
+    document.documentElement.lang = tag;
   } catch (e) {}
 })();</script>"""
 
