@@ -55,9 +55,9 @@ body.presentation .gradio-container {{ max-width: none !important; padding-top: 
 body.presentation #title p {{ display: none; }}
 body.presentation #model-badge {{ font-size: var(--text-sm); }}
 body.presentation #model-badge .badge-more {{ display: none; }}
-body.presentation #header-switches {{ flex-direction: row; min-width: 520px !important; align-items: center; }}
+body.presentation #header-switches {{ flex-direction: row; min-width: 540px !important; align-items: center; }}
 body.presentation #header-switches > * {{ flex: 1 1 0; }}
-body.presentation #header-switches > #present {{ flex: 1.4 1 0; }}
+body.presentation #header-switches > #present {{ flex: 1.4 1 0; min-width: 170px; }}
 body.presentation #header-switches > #lang-switch {{ flex: 1.5 1 0; }}
 body.presentation #title h1 {{ white-space: nowrap; }}
 /* The header's switches and the tab bar stay compact, so the figure starts high and every tab fits 1280 px. */
