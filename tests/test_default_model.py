@@ -18,9 +18,9 @@ WEIGHTS = WEIGHTS_DIR / "default.safetensors"
 CARD = WEIGHTS_DIR / "README.md"
 # The four prompts of issue 3's repetition check. The shipped model passes them only since its
 # unlikelihood stage (see the model card); "The meaning of life is" still repeats and is not here.
-PROMPTS = ["Hello, I am", "It is a truth universally acknowledged", "The President said",
-           pytest.param("Once upon a time", marks=pytest.mark.xfail(
-               strict=True, reason="since the copying stage (4c) one 4-gram repeats 3 times; see weights/README.md"))]
+PROMPTS = ["Hello, I am", "It is a truth universally acknowledged", "Once upon a time",
+           pytest.param("The President said", marks=pytest.mark.xfail(
+               strict=True, reason="since the copying stage 4g one 4-gram repeats 3 times; see weights/README.md"))]
 
 
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
