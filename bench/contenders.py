@@ -54,6 +54,21 @@ class Pair:
             self._copies[key] = m
         return self._copies[key]
 
+    def ours_for(self, precision: str) -> GPTModel:
+        """Our model as one user of ``precision`` holds it: the same parameters, its own prepared weights.
+
+        The engine keeps at most two precisions prepared per model (the default and the last other
+        one), so alternating fp32, bf16 and int8 on one model object, as an interleaved benchmark
+        does, would re-prepare bf16 or int8 inside every timed run: no user who stays with one
+        precision pays that. A shallow copy shares every parameter and module but is another key
+        in the engine's cache."""
+        if precision == "fp32":
+            return self.ours
+        key = ("ours view", precision)
+        if key not in self._copies:
+            self._copies[key] = copy.copy(self.ours)
+        return self._copies[key]
+
     def ours_in(self, dtype: torch.dtype) -> GPTModel:
         """Our model itself in ``dtype`` (for the book's loop, which runs the model as is)."""
         if dtype == torch.float32:

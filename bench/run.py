@@ -7,6 +7,7 @@ Writes ``bench/results/latest.md`` (the table the README quotes) and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -39,9 +40,27 @@ class Bench:
         self.summary: list[str] = []
         self.raw: dict = {}
         self.bandwidth = 0.0
+        self.section_seconds: dict[str, float] = {}
 
     def log(self, msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    @contextlib.contextmanager
+    def timed(self, what: str):
+        """Record how long the block took: the run-time table shows where the minutes go."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.section_seconds[what] = time.perf_counter() - start
+
+    def add_timings(self, total: float) -> None:
+        t = Table("Run time by section", ["section", "seconds", "share"])
+        for what, sec in self.section_seconds.items():
+            t.add(what, sec, f"{100 * sec / total:.0f}%")
+        t.add("whole run", total, "100%")
+        self.raw["section_seconds"] = dict(self.section_seconds)
+        self.tables.append(t)
 
     def add(self, table: Table) -> None:
         self.tables.append(table)
@@ -70,6 +89,8 @@ class Bench:
         a = self.args
         idx = C.prompt(32)
         new, book_new = a.new_tokens, a.book_tokens
+        if pair.name != "gpt2":
+            new = min(new, a.large_new_tokens)  # the larger models: fewer tokens, same repetitions
         screen_new = min(new, a.screen_tokens)
         self.log(f"{pair.name}: decode, screening transformers variants ({screen_new} tokens each)")
         screen = {}
@@ -89,14 +110,19 @@ class Bench:
         peer_cache, peer_attn = best[peer_dt].split(" cache, ")
 
         def contenders(n: int, book_n: int) -> dict:
-            runs = {f"ours {p}": C.ours_generate(pair.ours, idx, n, p) for p in OURS}
+            runs = {f"ours {p}": C.ours_generate(pair.ours_for(p), idx, n, p) for p in OURS}
             runs[peer] = C.hf_generate(pair.hf_variant(DTYPES[peer_dt], peer_attn), idx, n,
                                        None if peer_cache == "dynamic" else "static")
+            if peer32 != peer:   # the fp32 target is paired with transformers' best fp32 variant
+                c32, a32 = best["fp32"].split(" cache, ")
+                runs[peer32] = C.hf_generate(pair.hf_variant(torch.float32, a32), idx, n,
+                                             None if c32 == "dynamic" else "static")
             for dt in book_dts:
                 runs[f"book {dt}"] = C.book_generate(pair.ours_in(DTYPES[dt]), idx, book_n)
             return runs
 
         peer = f"transformers {peer_dt} ({best[peer_dt]})"
+        peer32 = f"transformers fp32 ({best['fp32']})" if pair.name == "gpt2" else peer
         book_dts = ["fp32", "bf16"] if pair.name == "gpt2" else ["fp32"]
         if pair.name != "gpt2":
             book_new = max(1, book_new // 4)
@@ -116,7 +142,7 @@ class Bench:
         ours16 = runs["ours bf16"]()
         same16 = int((ours16 == ours32).cumprod(1).sum())
 
-        fw = {p: fast_weights(pair.ours, p) for p in OURS}
+        fw = {p: fast_weights(pair.ours_for(p), p) for p in OURS}
         t = Table(f"Decode, batch 1, {pair.name}: 32-token prompt, {new} new tokens, greedy (tokens/s)",
                   ["contender", "tokens/s", f"vs {peer}", "weight bytes/token", "bandwidth bound tok/s",
                    "% of bound", "fixed cost ms/token", "prepare (s)"])
@@ -128,10 +154,10 @@ class Bench:
                 bound = self.bandwidth / b
                 t.add(name, tps[name], ratio(tps[name], peer_tps), f"{b / 2**20:,.0f} MiB", bound,
                       f"{100 * tps[name] / bound:.0f}%", 1000 * fixed[p], prep[p])
-            elif name == peer:
-                b = fw["fp32" if peer_dt == "fp32" else "bf16"].bytes_per_token()
+            elif name in (peer, peer32):
+                b = fw["fp32" if name.startswith("transformers fp32") else "bf16"].bytes_per_token()
                 bound = self.bandwidth / b
-                t.add(name, tps[name], "1.00x", f"{b / 2**20:,.0f} MiB", bound,
+                t.add(name, tps[name], ratio(tps[name], peer_tps), f"{b / 2**20:,.0f} MiB", bound,
                       f"{100 * tps[name] / bound:.0f}%", "", "")
             else:
                 t.add(f"{name} ({book_new} new tokens)", tps[name], ratio(tps[name], peer_tps), "", "", "", "", "")
@@ -147,6 +173,9 @@ class Bench:
         for p in ("fp32", "bf16", "int8"):
             self.summary.append(f"decode {pair.name} ours {p}: {tps['ours ' + p]:.1f} tok/s = "
                                 f"{tps['ours ' + p] / peer_tps:.2f}x {peer} ({peer_tps:.1f} tok/s)")
+        if peer32 != peer:
+            self.summary.append(f"decode {pair.name} ours fp32 vs transformers fp32: {tps['ours fp32']:.1f} / "
+                                f"{tps[peer32]:.1f} tok/s = {tps['ours fp32'] / tps[peer32]:.2f}x ({peer32})")
         kernels = {p: fw[p].kernels() for p in OURS}
         self.raw[f"kernels_{pair.name}"] = kernels
         self.summary.append(f"kernels chosen here for {pair.name} (measured at prepare time): " + "; ".join(
@@ -213,14 +242,14 @@ class Bench:
         got: dict[str, list[float]] = {k: [] for k in runs}
         for k, fn in runs.items():
             fn()
-        for r in range(self.reps):
+        for r in range(min(self.reps, 3)):
             names = list(runs)
             k = r % len(names)
             for name in names[k:] + names[:k]:
                 got[name].append(runs[name]())
         tps = {k: steps / median(v) for k, v in got.items()}
         base = tps["book model + KV cache (fp32, the model's own forward)"]
-        t = Table(f"Levers, decode steps only, {pair.name} (32-token prompt, {steps} steps; tokens/s)",
+        t = Table(f"Levers, decode steps only, {pair.name} (32-token prompt, {steps} steps, medians of 3; tokens/s)",
                   ["variant", "tokens/s", "vs the model's own forward"])
         for k, v in tps.items():
             t.add(k, v, ratio(v, base))
@@ -235,18 +264,18 @@ class Bench:
         t = Table(f"Prefill latency, batch 1, {pair.name} (ms to the first token's logits)",
                   ["prompt tokens", "ours fp32", "ours bf16", "transformers fp32", "transformers bf16",
                    "book fp32", "ours fp32 / tf fp32", "ours bf16 / tf best"])
-        lengths = self.args.prefill_lengths
+        lengths = self.args.prefill_lengths if pair.name == "gpt2" else self.args.large_prefill_lengths
         raw = {}
         for n in lengths:
             idx = C.prompt(n)
-            runs = {"ours fp32": C.ours_prefill(pair.ours, idx, "fp32"),
-                    "ours bf16": C.ours_prefill(pair.ours, idx, "bf16"),
+            runs = {"ours fp32": C.ours_prefill(pair.ours_for("fp32"), idx, "fp32"),
+                    "ours bf16": C.ours_prefill(pair.ours_for("bf16"), idx, "bf16"),
                     "transformers fp32": C.hf_prefill(pair.hf, idx),
                     "transformers bf16": C.hf_prefill(pair.hf_in(torch.bfloat16), idx)}
             if n <= self.args.book_prefill_max:
                 runs["book fp32"] = C.book_prefill(pair.ours, idx)
             self.log(f"{pair.name}: prefill {n}")
-            times = interleaved(runs, self.reps)
+            times = interleaved(runs, self.reps if pair.name == "gpt2" else min(self.reps, 3))  # 3: the minutes
             ms = {k: 1000 * median(v) for k, v in times.items()}
             raw[n] = times
             tf_best = min(ms["transformers fp32"], ms["transformers bf16"])
@@ -260,7 +289,8 @@ class Bench:
         t.note = ("Ratios are speed-ups (peer time / our time; above 1 = we are faster). "
                   "Ours: the fast path's prefill (logits of the last position only); transformers: "
                   "`model(ids, use_cache=True, logits_to_keep=1)`, SDPA; book: `model(ids)`, "
-                  f"the book loop's first step (run up to {self.args.book_prefill_max} tokens).")
+                  f"the book loop's first step (run up to {self.args.book_prefill_max} tokens)."
+                  + ("" if pair.name == "gpt2" else " Medians of 3 repetitions."))
         self.raw[f"prefill_{pair.name}"] = raw
         self.add(t)
 
@@ -270,11 +300,9 @@ class Bench:
         new = self.args.batch_tokens
         idx = C.prompt(32, batch=8)
         def contenders(n: int) -> dict:
-            return {"ours fp32": C.ours_generate(pair.ours, idx, n, "fp32"),
-                    "ours bf16": C.ours_generate(pair.ours, idx, n, "bf16"),
-                    "ours int8": C.ours_generate(pair.ours, idx, n, "int8"),
-                    "transformers fp32": C.hf_generate(pair.hf, idx, n, None),
-                    "transformers bf16": C.hf_generate(pair.hf_in(torch.bfloat16), idx, n, None)}
+            return {f"ours {p}": C.ours_generate(pair.ours_for(p), idx, n, p) for p in OURS} | {
+                "transformers fp32": C.hf_generate(pair.hf, idx, n, None),
+                "transformers bf16": C.hf_generate(pair.hf_in(torch.bfloat16), idx, n, None)}
         runs = contenders(new)
         self.log(f"{pair.name}: batch 8")
         times = interleaved(runs, self.reps, warm=contenders(2))
@@ -315,7 +343,7 @@ class Bench:
             idx = C.prompt(n)
             runs = {"ours all": ours(idx), "transformers eager": theirs(idx), "ours one": ours(idx, [last])}
             self.log(f"{pair.name}: attention {n}")
-            times = interleaved(runs, self.reps)
+            times = interleaved(runs, self.reps if n < 1024 else min(self.reps, 3))
             ms = {k: 1000 * median(v) for k, v in times.items()}
             mem = {k: peak_memory(fn)[1] / 2**20 for k, fn in runs.items()}
             raw[n] = {"times": times, "peak_mib": mem}
@@ -330,7 +358,7 @@ class Bench:
         t.note = ("`playground.inspection.attention.capture_attention` (hook on `hook_pattern`; "
                   "one-layer capture stops after that layer) vs `model(ids, output_attentions=True)` "
                   "with eager attention. Peak memory: resident-set high-water mark above the level "
-                  "before the call, one extra run each.")
+                  "before the call, one extra run each. Medians of 3 repetitions at 1,024 tokens.")
         self.raw[f"attention_{pair.name}"] = raw
         self.add(t)
 
@@ -386,7 +414,7 @@ class Bench:
         self.log("patching")
         tok = get_tokenizer()
         m = measure_patching(pair.ours, CLEAN, CORRUPTED, tok.encode(TARGET)[0], tok.encode(DISTRACTOR)[0],
-                             repeats=max(1, min(self.reps, 3)), tokenizer=tok)
+                             repeats=1, tokenizer=tok)   # one-by-one takes a minute a run
         t = Table(f"Activation patching, {m['n_layers']} layers x {m['n_tokens']} positions ({pair.name})",
                   ["mode", "forwards", "median", "ratio"])
         t.add("batched (one forward per layer)", m["forwards_batched"], f"{m['batched_s']:.1f} s", "1.00x")
@@ -483,7 +511,7 @@ class Bench:
             return
         new = self.args.thread_tokens
         self.log("threads: 1 vs all, idle and under one busy process")
-        got = T.measure(pair.path, ["fp32", "bf16"], new, self.reps)
+        got = T.measure(pair.path, ["fp32", "bf16"], new, min(self.reps, 3))
         names = list(T.policies(n_max))
         t = Table(f"Thread policy, decode {pair.name} (32-token prompt, {new} new tokens; tokens/s)",
                   ["other load", "precision", *names])
@@ -510,12 +538,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--book-tokens", type=int, default=32,
                    help="new tokens for the (slow) book loop; a quarter of it for gpt2-medium")
+    p.add_argument("--large-new-tokens", type=int, default=64,
+                   help="new tokens per decode run for models larger than gpt2 (keeps the run near 10 minutes)")
     p.add_argument("--screen-tokens", type=int, default=32,
                    help="new tokens of the one run that picks transformers' best variant")
     p.add_argument("--batch-tokens", type=int, default=32)
     p.add_argument("--thread-tokens", type=int, default=16)
     p.add_argument("--prefill-lengths", default="32,256,1024")
     p.add_argument("--book-prefill-max", type=int, default=256)
+    p.add_argument("--large-prefill-lengths", default="256",
+                   help="prefill lengths for models larger than gpt2 (3 repetitions each)")
     p.add_argument("--attention-lengths", default="64,256,1024")
     p.add_argument("--app-reps", type=int, default=3)
     p.add_argument("--skip-app", action="store_true")
@@ -525,10 +557,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.models, args.reps = args.models or "gpt2", 2
         args.new_tokens, args.book_tokens, args.batch_tokens, args.thread_tokens = 16, 4, 8, 4
+        args.large_new_tokens = 16
         args.prefill_lengths, args.attention_lengths, args.app_reps = "32,256", "64", 1
         args.fidelity_tokens, args.lever_steps = 8, 4
     args.models = args.models or "gpt2,gpt2-medium"
     args.prefill_lengths = [int(x) for x in args.prefill_lengths.split(",")]
+    args.large_prefill_lengths = [int(x) for x in args.large_prefill_lengths.split(",")]
     args.attention_lengths = [int(x) for x in args.attention_lengths.split(",")]
     return args
 
@@ -543,15 +577,18 @@ def main(argv: list[str] | None = None) -> None:
     sections = args.sections.split(",")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        if "bandwidth" in sections:
-            bench.run_bandwidth()
-        else:
-            bench.bandwidth = read_bandwidth(0.25)
+        with bench.timed("bandwidth"):
+            if "bandwidth" in sections:
+                bench.run_bandwidth()
+            else:
+                bench.bandwidth = read_bandwidth(0.25)
         if "fidelity" in sections:
-            bench.run_fidelity()
+            with bench.timed("fidelity"):
+                bench.run_fidelity()
         for name in args.models.split(","):
             bench.log(f"building {name}")
-            pair = C.make_pair(name, Path(tmp))
+            with bench.timed(f"building {name} (random weights, saved and loaded both ways)"):
+                pair = C.make_pair(name, Path(tmp))
             for section in ("decode", "levers", "prefill", "batch", "attention", "misc", "patching", "memory",
                             "threads"):
                 if section not in sections:
@@ -559,9 +596,11 @@ def main(argv: list[str] | None = None) -> None:
                 if section in ("levers", "batch", "attention", "misc", "patching", "memory", "threads") \
                         and name != "gpt2":
                     continue  # the 124M model only, to keep the run near 10 minutes
-                getattr(bench, f"run_{section}")(pair)
+                with bench.timed(f"{section} {name}"):
+                    getattr(bench, f"run_{section}")(pair)
             del pair
     seconds = time.perf_counter() - start
+    bench.add_timings(seconds)
     stem = "quick" if args.quick else "latest"
     md, js = write(Path(args.out), machine, bench.tables, bench.summary, bench.raw, seconds, stem)
     bench.log(f"wrote {md} and {js} ({seconds / 60:.1f} min)")

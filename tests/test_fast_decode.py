@@ -203,3 +203,23 @@ def test_at_most_one_precision_besides_the_default_is_kept():
         fast_decode.fast_weights(model, precision)
         kept = set(fast_decode._prepared[model])
         assert kept == {"fp32", precision} and len(kept) <= 2
+
+
+def test_a_shallow_copy_shares_the_parameters_and_keeps_its_own_prepared_weights():
+    """What the benchmark relies on (``bench.contenders.Pair.ours_for``): one model object per precision,
+    so interleaved fp32 / bf16 / int8 runs do not re-prepare inside the timed runs."""
+    import copy
+    model = make_model()
+    view = copy.copy(model)
+    assert all(a is b for a, b in zip(view.parameters(), model.parameters()))
+    on_view = fast_weights(view, "bf16")
+    fast_weights(model, "int8")
+    assert fast_weights(view, "bf16") is on_view              # kept: another key in the cache
+    fast_weights(model, "bf16")
+    first = fast_weights(model, "bf16")
+    fast_weights(model, "int8")
+    assert fast_weights(model, "bf16") is not first           # one object: bf16 was dropped for int8
+    ids = torch.tensor([[1, 2, 3]])
+    greedy = SamplingParams(temperature=0)
+    same = [torch.cat([s.ids for s in stream_ids(m, ids, 5, greedy, precision="bf16")]) for m in (model, view)]
+    assert torch.equal(same[0], same[1])
