@@ -343,7 +343,7 @@ class Bench:
             idx = C.prompt(n)
             runs = {"ours all": ours(idx), "transformers eager": theirs(idx), "ours one": ours(idx, [last])}
             self.log(f"{pair.name}: attention {n}")
-            times = interleaved(runs, self.reps if n < 1024 else min(self.reps, 3))
+            times = interleaved(runs, self.reps if n < 1024 else min(self.reps, 3))  # the minutes
             ms = {k: 1000 * median(v) for k, v in times.items()}
             mem = {k: peak_memory(fn)[1] / 2**20 for k, fn in runs.items()}
             raw[n] = {"times": times, "peak_mib": mem}
@@ -530,26 +530,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", default=None, help="comma-separated: gpt2,gpt2-medium (default both)")
     p.add_argument("--sections",
                    default="bandwidth,fidelity,decode,levers,prefill,batch,attention,misc,patching,memory,threads")
-    p.add_argument("--lever-steps", type=int, default=32)
+    p.add_argument("--lever-steps", type=int, default=16)
     p.add_argument("--weights", default=str(ROOT / "weights" / "default.safetensors"),
                    help="the shipped model, for the fidelity section")
     p.add_argument("--fidelity-tokens", type=int, default=40)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--new-tokens", type=int, default=128)
-    p.add_argument("--book-tokens", type=int, default=32,
+    p.add_argument("--book-tokens", type=int, default=16,
                    help="new tokens for the (slow) book loop; a quarter of it for gpt2-medium")
     p.add_argument("--large-new-tokens", type=int, default=64,
                    help="new tokens per decode run for models larger than gpt2 (keeps the run near 10 minutes)")
     p.add_argument("--screen-tokens", type=int, default=32,
                    help="new tokens of the one run that picks transformers' best variant")
     p.add_argument("--batch-tokens", type=int, default=32)
-    p.add_argument("--thread-tokens", type=int, default=16)
+    p.add_argument("--thread-tokens", type=int, default=12)
     p.add_argument("--prefill-lengths", default="32,256,1024")
     p.add_argument("--book-prefill-max", type=int, default=256)
     p.add_argument("--large-prefill-lengths", default="256",
                    help="prefill lengths for models larger than gpt2 (3 repetitions each)")
     p.add_argument("--attention-lengths", default="64,256,1024")
-    p.add_argument("--app-reps", type=int, default=3)
+    p.add_argument("--app-reps", type=int, default=2)
     p.add_argument("--skip-app", action="store_true")
     p.add_argument("--quick", action="store_true", help="smoke run: gpt2, 2 reps, short generations")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
