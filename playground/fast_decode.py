@@ -81,7 +81,9 @@ class PackedLinear:
     __slots__ = ("mode", "weight", "bias", "scales")
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, precision: str,
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, working_set: int = 0) -> None:
+        """``working_set``: bytes of all the model's matrices in ``precision`` (how much a decode step
+        streams), which sets the regime of the layout trial (:func:`kernel_choice.stream_copies`)."""
         weight = weight.detach()
         bias = bias.detach() if bias is not None else None
         self.scales = None
@@ -99,7 +101,7 @@ class PackedLinear:
         w = weight.to(dtype).contiguous()  # fp32: the parameter itself, no copy
         self.bias = bias.to(dtype) if bias is not None else None
         if backend is None:
-            backend = self._choose(w, self.bias, precision)
+            backend = self._choose(w, self.bias, precision, working_set)
         if backend == "onednn":
             self.mode = "onednn"
             self.weight = _ONEDNN._reorder_linear_weight(w, 1)  # blocked for small batches
@@ -111,12 +113,14 @@ class PackedLinear:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(kernel_choice.LAYOUTS)}")
 
     @staticmethod
-    def _choose(w: torch.Tensor, bias: torch.Tensor | None, precision: str) -> str:
+    def _choose(w: torch.Tensor, bias: torch.Tensor | None, precision: str, working_set: int) -> str:
         if w.device.type != "cpu":
             return "dense"
         candidates = tuple(b for b in kernel_choice.LAYOUTS if b != "onednn" or _onednn_ok(w.device, w.dtype))
-        return kernel_choice.choose(tuple(w.shape), precision, candidates,
-                                    lambda layout: PackedLinear(w, bias, precision, layout), w.dtype)
+        copies = kernel_choice.stream_copies(w.numel() * w.element_size(), working_set)
+        return kernel_choice.choose(tuple(w.shape), precision, candidates,          # each copy its own memory
+                                    lambda layout: PackedLinear(w.clone() if copies > 1 else w, bias, precision,
+                                                                layout), w.dtype, copies)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "onednn":
@@ -185,6 +189,10 @@ class FastWeights:
         self.tok_emb = model.tok_emb.weight.detach()
         self.pos_emb = model.pos_emb.weight.detach()
         self.layers: list[FastLayer] = []
+        per_weight = 4 if precision == "fp32" else 2
+        ws = per_weight * sum(m.weight.numel() for b in model.trf_blocks
+                              for m in (b.att.W_query, b.att.W_key, b.att.W_value, b.att.out_proj,
+                                        b.ff.layers[0], b.ff.layers[2])) + per_weight * model.out_head.weight.numel()
         for block in model.trf_blocks:
             att, ff = block.att, block.ff
             qkv_w = torch.cat([att.W_query.weight, att.W_key.weight, att.W_value.weight])  # (3E, E)
@@ -192,14 +200,14 @@ class FastWeights:
                      if att.W_query.bias is not None else None)
             self.layers.append(FastLayer(
                 ln1=self._norm(block.norm1),
-                qkv=PackedLinear(qkv_w, qkv_b, precision, backend),
-                out=PackedLinear(att.out_proj.weight, att.out_proj.bias, precision, backend),
+                qkv=PackedLinear(qkv_w, qkv_b, precision, backend, ws),
+                out=PackedLinear(att.out_proj.weight, att.out_proj.bias, precision, backend, ws),
                 ln2=self._norm(block.norm2),
-                fc=PackedLinear(ff.layers[0].weight, ff.layers[0].bias, precision, backend),
-                proj=PackedLinear(ff.layers[2].weight, ff.layers[2].bias, precision, backend),
+                fc=PackedLinear(ff.layers[0].weight, ff.layers[0].bias, precision, backend, ws),
+                proj=PackedLinear(ff.layers[2].weight, ff.layers[2].bias, precision, backend, ws),
             ))
         self.ln_f = self._norm(model.final_norm)
-        self.head = PackedLinear(model.out_head.weight, model.out_head.bias, precision, backend)
+        self.head = PackedLinear(model.out_head.weight, model.out_head.bias, precision, backend, ws)
 
     def _norm(self, norm) -> tuple[torch.Tensor, torch.Tensor]:
         return norm.scale.detach().to(self.dtype), norm.shift.detach().to(self.dtype)

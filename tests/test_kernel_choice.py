@@ -96,3 +96,40 @@ def test_the_prepared_weights_say_which_layout_each_matrix_runs_in(cache):
     assert FastWeights(make_model(), "int8").kernels()["head"] == "int8"
     with pytest.raises(ValueError, match="unknown backend"):
         PackedLinear(torch.zeros(2, 2), None, "fp32", "turbo")
+
+
+def test_the_trial_runs_over_as_many_copies_as_the_model_would_fill(cache):
+    """A decode step streams every weight from memory: the trial times distinct copies in turn, not one
+    matrix sitting in the cache."""
+    mib = 2**20
+    assert kernel_choice.stream_copies(mib, 10 * mib) == 10
+    assert kernel_choice.stream_copies(mib, 2**40) == kernel_choice.MAX_COPIES
+    assert kernel_choice.stream_copies(kernel_choice.STREAM_BYTES + 1, 2**40) == 1
+    assert kernel_choice.stream_copies(mib, 0) == 1
+    calls: list[str] = []
+    built: list[str] = []
+    delays = {"dense": 0.002, "dense_t": 0.0005}
+
+    def build(layout: str):
+        built.append(layout)
+        return slow_by(delays, calls)(layout)
+    assert kernel_choice.choose((300, 7), "fp32", ("dense", "dense_t"), build, torch.float32, copies=4) == "dense_t"
+    assert built.count("dense") == 4 and built.count("dense_t") == 4
+    (key,) = json.loads(cache.read_text())
+    assert key.endswith("| 4 copies")
+
+
+def test_trial_copies_do_not_share_memory(cache, monkeypatch):
+    """Each copy the trial builds holds its own weights (a plain fp32 layout would otherwise keep the
+    parameter itself, and every 'copy' would be the same cached matrix)."""
+    seen: list[int] = []
+    real = kernel_choice.choose
+
+    def spy(shape, precision, candidates, build, dtype, copies=1):
+        for layout in candidates:
+            seen.extend(build(layout).weight.data_ptr() for _ in range(2) if layout == "dense")
+        return real(shape, precision, candidates, build, dtype, copies)
+    monkeypatch.setattr(kernel_choice, "choose", spy)
+    w = torch.randn(64, 32)
+    PackedLinear(w, None, "fp32", working_set=64 * w.numel() * 4)
+    assert len(seen) == 2 and len(set(seen)) == 2 and w.data_ptr() not in seen
