@@ -109,11 +109,11 @@ def forced() -> str | None:
     return raw
 
 
-def _time(fn: Callable[[], object]) -> float:
-    fn()
-    fn()
+def _time(fn: Callable[[], object], warm: int = 2, reps: int = TRIAL_REPS) -> float:
+    for _ in range(warm):
+        fn()
     times = []
-    for _ in range(TRIAL_REPS):
+    for _ in range(reps):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -154,7 +154,9 @@ def choose(shape: tuple[int, int], precision: str, candidates: tuple[str, ...],
             def one_pass(x: torch.Tensor) -> None:
                 for fn in fns:
                     fn(x)
-            seconds[layout] = sum(_time(lambda: one_pass(x)) / (x.shape[0] * copies) for x in xs)  # per row
+            warm, reps = (2, TRIAL_REPS) if copies == 1 else (1, 3)   # a pass over copies averages already
+            seconds[layout] = sum(_time(lambda: one_pass(x), warm, reps) / (x.shape[0] * copies)  # per row
+                                  for x in xs)
             del fns
     best = min(seconds, key=seconds.get)
     log.info("kernel for %s %dx%d: %s (%s)", precision, shape[0], shape[1], best,
