@@ -16,11 +16,11 @@ from playground.checkpoints import load_model, read_header
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 WEIGHTS = WEIGHTS_DIR / "default.safetensors"
 CARD = WEIGHTS_DIR / "README.md"
-# The four prompts of issue 3's repetition check. The shipped model passes them only since its
-# unlikelihood stage (see the model card); "The meaning of life is" still repeats and is not here.
-PROMPTS = ["Hello, I am", "It is a truth universally acknowledged", "Once upon a time",
-           pytest.param("The President said", marks=pytest.mark.xfail(
-               strict=True, reason="since the copying stage 4g one 4-gram repeats 3 times; see weights/README.md"))]
+# The repetition check's prompts (the samples of the model card): no loops since stage 4h, but on
+# "The meaning of life is" greedy text turns into Jargon-File headwords and junk tokens (fewer than 15 words).
+PROMPTS = ["Hello, I am", "It is a truth universally acknowledged", "Once upon a time", "The President said",
+           pytest.param("The meaning of life is", marks=pytest.mark.xfail(
+               strict=True, reason="junk tokens instead of words: weights/README.md, Limitations"))]
 
 
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "

@@ -12,11 +12,7 @@ from playground.paths import DEFAULT_WEIGHTS
 from playground.tokenizer import get_tokenizer
 from playground.training.report import max_ngram_repeats
 
-# The bundled model (stage 4g) repeats one 4-gram three times on these two: the card says so.
-LOOPING = {"Fellow-Citizens of the Senate and of the House of Representatives:", "The President said"}
-ALL_PROMPTS = [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="weights/README.md, Limitations"))
-               if p in LOOPING else p
-               for p in sorted({e.prompt for examples in EXAMPLES.values() for e in examples})]
+ALL_PROMPTS = sorted({e.prompt for examples in EXAMPLES.values() for e in examples})
 
 
 @pytest.fixture(scope="module")
