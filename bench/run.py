@@ -107,16 +107,17 @@ class Bench:
         best = {dt: max((v, c) for (d, c), v in screen.items() if d == dt)[1] for dt in DTYPES}
         peer_dt = max(DTYPES, key=lambda d: screen[(d, best[d])])
         self.log(f"{pair.name}: screen {screen}; peer: {peer_dt} {best[peer_dt]}")
-        peer_cache, peer_attn = best[peer_dt].split(" cache, ")
+
+        def best_of(dt: str, n: int):
+            """transformers' fastest screened variant in ``dt``, generating ``n`` tokens."""
+            cache, attn = best[dt].split(" cache, ")
+            return C.hf_generate(pair.hf_variant(DTYPES[dt], attn), idx, n, None if cache == "dynamic" else "static")
 
         def contenders(n: int, book_n: int) -> dict:
             runs = {f"ours {p}": C.ours_generate(pair.ours_for(p), idx, n, p) for p in OURS}
-            runs[peer] = C.hf_generate(pair.hf_variant(DTYPES[peer_dt], peer_attn), idx, n,
-                                       None if peer_cache == "dynamic" else "static")
+            runs[peer] = best_of(peer_dt, n)
             if peer32 != peer:   # the fp32 target is paired with transformers' best fp32 variant
-                c32, a32 = best["fp32"].split(" cache, ")
-                runs[peer32] = C.hf_generate(pair.hf_variant(torch.float32, a32), idx, n,
-                                             None if c32 == "dynamic" else "static")
+                runs[peer32] = best_of("fp32", n)
             for dt in book_dts:
                 runs[f"book {dt}"] = C.book_generate(pair.ours_in(DTYPES[dt]), idx, book_n)
             return runs
@@ -196,8 +197,9 @@ class Bench:
         return median(times)
 
     def _prepare_seconds(self, pair: C.Pair, precision: str) -> float:
-        """One conversion of the weights, with the layout trial already done (it runs once per machine)."""
-        FastWeights(pair.ours, precision)
+        """One conversion of the weights, with the layout trial already done (it runs once per machine):
+        the untimed preparation is the one the timed runs of this precision use."""
+        fast_weights(pair.ours_for(precision), precision)
         start = time.perf_counter()
         FastWeights(pair.ours, precision)
         return time.perf_counter() - start
