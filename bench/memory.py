@@ -41,7 +41,7 @@ def measure(weights: str, precisions: tuple[str, ...] = ("fp32", "bf16", "int8")
         fw = fast_decode.fast_weights(model, p)
         kept = sorted(fast_decode._prepared.get(model, {}))
         steps.append({"precision": p, "rss_mib": rss_mib(), "peak_mib": peak_mib(), "kept": kept,
-                      "prepared_mib": fw.bytes_per_token() / 2**20, "kernel": fw.head.mode})
+                      "prepared_mib": fw.held_bytes() / 2**20, "kernel": fw.head.layout()})
     out["steps"] = steps
     out["peak_mib"] = peak_mib()
     return out

@@ -70,23 +70,26 @@ def _onednn_packs(dtype: torch.dtype) -> bool:
 class PackedLinear:
     """``x @ W.T + b`` for 2-D ``x``, with ``W`` prepared once for one precision.
 
-    ``mode`` is ``"onednn"`` (fp32 or bf16 weights prepacked in oneDNN's blocked
-    layout, GELU / residual add fused into the product), ``"dense"`` (plain
+    ``mode`` is ``"onednn"`` or ``"onednn_b8"`` (fp32 or bf16 weights prepacked in oneDNN's blocked
+    layout for one row or for eight, GELU / residual add fused into the product), ``"dense"`` (plain
     ``F.linear``), ``"dense_t"`` (``W`` transposed once, ``addmm``) or ``"int8"``
     (weight-only int8, one scale per output row). For fp32 and bf16 on the CPU the
     layout is the fastest measured on this machine for this shape
     (:mod:`playground.kernel_choice`) unless ``backend`` names one; elsewhere dense.
     """
 
-    __slots__ = ("mode", "weight", "bias", "scales")
+    __slots__ = ("mode", "weight", "bias", "scales", "many")
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, precision: str,
                  backend: str | None = None, working_set: int = 0) -> None:
         """``working_set``: bytes of all the model's matrices in ``precision`` (how much a decode step
-        streams), which sets the regime of the layout trial (:func:`kernel_choice.stream_copies`)."""
+        streams), which sets the regime of the layout trial (:func:`kernel_choice.stream_copies`) and
+        whether a second layout for products of several rows may be kept (``many``,
+        :func:`kernel_choice.dual_allowed`)."""
         weight = weight.detach()
         bias = bias.detach() if bias is not None else None
         self.scales = None
+        self.many: PackedLinear | None = None   # the layout for several rows, where it differs
         if precision == "int8":
             w = weight.float()
             scales = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0               # (out,)
@@ -101,10 +104,12 @@ class PackedLinear:
         w = weight.to(dtype).contiguous()  # fp32: the parameter itself, no copy
         self.bias = bias.to(dtype) if bias is not None else None
         if backend is None:
-            backend = self._choose(w, self.bias, precision, working_set)
-        if backend == "onednn":
-            self.mode = "onednn"
-            self.weight = _ONEDNN._reorder_linear_weight(w, 1)  # blocked for small batches
+            backend, many = self._choose(w, self.bias, precision, working_set)
+            if many != backend:
+                self.many = PackedLinear(w, self.bias, precision, many)
+        if backend in ("onednn", "onednn_b8"):
+            self.mode = backend          # blocked for one row, or for eight (a classroom's batch)
+            self.weight = _ONEDNN._reorder_linear_weight(w, 8 if backend == "onednn_b8" else 1)
         elif backend == "dense_t":
             self.mode, self.weight = "dense_t", w.t().contiguous()             # (in, out)
         elif backend == "dense":
@@ -113,17 +118,30 @@ class PackedLinear:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(kernel_choice.LAYOUTS)}")
 
     @staticmethod
-    def _choose(w: torch.Tensor, bias: torch.Tensor | None, precision: str, working_set: int) -> str:
+    def _choose(w: torch.Tensor, bias: torch.Tensor | None, precision: str, working_set: int) -> tuple[str, str]:
+        """The layouts for one row and for several: measured (the same one unless both may be kept)."""
         if w.device.type != "cpu":
-            return "dense"
-        candidates = tuple(b for b in kernel_choice.LAYOUTS if b != "onednn" or _onednn_ok(w.device, w.dtype))
+            return "dense", "dense"
+        candidates = tuple(b for b in kernel_choice.LAYOUTS
+                           if not b.startswith("onednn") or _onednn_ok(w.device, w.dtype))
         copies = kernel_choice.stream_copies(w.numel() * w.element_size(), working_set)
-        return kernel_choice.choose(tuple(w.shape), precision, candidates,          # each copy its own memory
-                                    lambda layout: PackedLinear(w.clone() if copies > 1 else w, bias, precision,
-                                                                layout), w.dtype, copies)
+
+        def choose(rows: tuple[int, ...]) -> str:                                   # each copy its own memory
+            return kernel_choice.choose(tuple(w.shape), precision, candidates,
+                                        lambda layout: PackedLinear(w.clone() if copies > 1 else w, bias, precision,
+                                                                    layout), w.dtype, copies, rows)
+        # fp32 only: there two layouts differ in the last bits of a float32 sum, as one layout already
+        # does between one row and eight (so a batched row keeps the ids it would get alone); two bf16
+        # layouts round differently to bf16, which changes sampled text.
+        if precision != "fp32" or not kernel_choice.dual_allowed(working_set):
+            one = choose(kernel_choice.TRIAL_ROWS)
+            return one, one
+        return choose((1,)), choose((8,))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "onednn":
+        if self.many is not None and x.shape[0] > 1:
+            return self.many(x)
+        if self.mode.startswith("onednn"):
             return _ONEDNN._linear_pointwise(x, self.weight, self.bias, "none", [], "")
         if self.mode == "int8":
             y = torch.ops.aten._weight_int8pack_mm(x, self.weight, self.scales)
@@ -134,23 +152,33 @@ class PackedLinear:
 
     def gelu(self, x: torch.Tensor) -> torch.Tensor:
         """``gelu_tanh(x @ W.T + b)``."""
-        if self.mode == "onednn":
+        if self.many is not None and x.shape[0] > 1:
+            return self.many.gelu(x)
+        if self.mode.startswith("onednn"):
             return _ONEDNN._linear_pointwise(x, self.weight, self.bias, "gelu", [], "tanh")
         return F.gelu(self(x), approximate="tanh")
 
     def add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """``x @ W.T + b + residual``."""
-        if self.mode == "onednn":
+        if self.many is not None and x.shape[0] > 1:
+            return self.many.add(x, residual)
+        if self.mode.startswith("onednn"):
             return _ONEDNN._linear_pointwise.binary(x, residual, self.weight, self.bias, "add")
         return self(x).add_(residual)
 
     def nbytes(self) -> int:
-        if self.mode == "onednn":  # an opaque oneDNN tensor: count the elements it holds
-            n = self.weight.numel() * self.weight.element_size()
-        else:
-            n = self.weight.numel() * self.weight.element_size()
+        """Bytes one single-row product reads (the layout for one row)."""
+        n = self.weight.numel() * self.weight.element_size()   # oneDNN's opaque tensor: the elements it holds
         extra = [t for t in (self.bias, self.scales) if t is not None]
         return n + sum(t.numel() * t.element_size() for t in extra)
+
+    def held_bytes(self) -> int:
+        """Bytes held: both layouts where a second one is kept for several rows."""
+        return self.nbytes() + (self.many.nbytes() if self.many is not None else 0)
+
+    def layout(self) -> str:
+        """``"dense_t"``, or ``"dense_t, rows>1 onednn_b8"`` where products of several rows take another."""
+        return self.mode if self.many is None else f"{self.mode}, rows>1 {self.many.mode}"
 
 
 @dataclass
@@ -219,11 +247,15 @@ class FastWeights:
         """The layout each kind of matrix runs in (``{"qkv": "onednn", ..., "head": "dense_t"}``)."""
         first = self.layers[0] if self.layers else None
         named = {"qkv": first.qkv, "out_proj": first.out, "ff_expand": first.fc, "ff_contract": first.proj}
-        return {**({k: m.mode for k, m in named.items()} if first else {}), "head": self.head.mode}
+        return {**({k: m.layout() for k, m in named.items()} if first else {}), "head": self.head.layout()}
 
     def bytes_per_token(self) -> int:
         """Weight bytes read to decode one token (every matrix once; two embedding rows ignored)."""
         return sum(m.nbytes() for m in self.matrices())
+
+    def held_bytes(self) -> int:
+        """Bytes of prepared matrices held (a second layout for several rows counted where kept)."""
+        return sum(m.held_bytes() for m in self.matrices())
 
     def new_cache(self, batch_size: int, max_len: int) -> FusedKVCache:
         """On the CPU a float32 cache in every precision: one-query attention in bf16 is

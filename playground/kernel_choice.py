@@ -1,8 +1,11 @@
 """Which matrix-product layout is fastest here: measured once per machine, remembered.
 
-The fast decoder can hold a weight matrix in three layouts for fp32 and bf16:
+The fast decoder can hold a weight matrix in four layouts for fp32 and bf16:
 
-- ``onednn``: prepacked once into oneDNN's blocked layout (GELU / residual add fused);
+- ``onednn``: prepacked once into oneDNN's blocked layout for one-row products (GELU / residual
+  add fused);
+- ``onednn_b8``: the same, blocked for eight rows (measured on an Intel Xeon with AMX: 1.3x
+  ``onednn`` for bf16 at one row as well as at eight, and 1.4x for fp32 at eight);
 - ``dense``: the matrix as the model holds it, ``(out, in)``, called with ``F.linear``;
 - ``dense_t``: transposed once to ``(in, out)`` and called with ``addmm``: for the
   wide vocabulary head (50,257 outputs) a one-row product reads it in order, which
@@ -12,8 +15,12 @@ Which one wins depends on the CPU, the shape and the precision (measured: oneDNN
 won on one AMD EPYC, plain ``F.linear`` on an Intel Xeon; ``dense_t`` was 1.8x
 oneDNN and 4x ``F.linear`` for the head of the bundled model here). So at prepare
 time each distinct (shape, precision) gets a short timed trial of the layouts on
-the real weights, at one row (a user's decode step) and eight rows (a classroom's
-batch), and the one with the least time per row, summed over the two, is used. A decode step reads
+the real weights, at one row (a user's decode step) and at eight rows (a classroom's
+batch, and prefill). In fp32, where the two winners differ and the model is small enough
+(:data:`DUAL_BYTES_ENV`), the matrix is kept in both and each product takes the layout
+that won for its row count (measured on an Intel Xeon with AMX, gpt2 fp32: ``dense_t``
+35 tok/s at one row but 88 at eight, ``onednn_b8`` 25 and 145); otherwise the one
+with the least time per row, summed over the two, is used. A decode step reads
 every weight once, so a big model's matrices come from memory, not from the cache: the trial runs
 over as many distinct copies of the matrix as the model's weights would fill (up to 256 MiB,
 :func:`stream_copies`), so it times the regime the decode runs in (timed alone, one repeated
@@ -21,7 +28,7 @@ matrix sits in the cache, and on one AMD EPYC that made plain ``F.linear`` win g
 QKV, which ran at half oneDNN's speed in a real step). Winners are kept in memory and in
 ``$PLAYGROUND_KERNEL_CACHE`` (default ``~/.cache/gpt2-playground/kernels.json``),
 keyed by CPU model, thread count and torch version, so the trial runs once per
-machine. ``$PLAYGROUND_KERNELS`` (``onednn``, ``dense``, ``dense_t``) forces one.
+machine. ``$PLAYGROUND_KERNELS`` (one of :data:`LAYOUTS`) forces one.
 """
 from __future__ import annotations
 
@@ -40,13 +47,15 @@ import torch
 
 log = logging.getLogger("playground.kernels")
 
-LAYOUTS = ("onednn", "dense", "dense_t")
+LAYOUTS = ("onednn", "onednn_b8", "dense", "dense_t")
 CACHE_ENV = "PLAYGROUND_KERNEL_CACHE"
 FORCE_ENV = "PLAYGROUND_KERNELS"
 TRIAL_ROWS = (1, 8)
 TRIAL_REPS = 5
 STREAM_BYTES = 256 * 2**20      # at most this much weight is streamed per timed pass
 MAX_COPIES = 48
+DUAL_BYTES_ENV = "PLAYGROUND_DUAL_LAYOUT_MB"   # a second layout for many rows when the weights fit (MiB)
+DEFAULT_DUAL_MB = 512
 
 _lock = threading.Lock()
 _chosen: dict[str, str] = {}
@@ -120,6 +129,18 @@ def _time(fn: Callable[[], object], warm: int = 2, reps: int = TRIAL_REPS) -> fl
     return statistics.median(times)
 
 
+def dual_allowed(working_set_bytes: int) -> bool:
+    """Whether a model whose matrices take ``working_set_bytes`` may hold them twice (one layout for a
+    single row, another for many): at most ``$PLAYGROUND_DUAL_LAYOUT_MB`` (default 512, 0 = never)."""
+    raw = os.environ.get(DUAL_BYTES_ENV, "").strip()
+    try:
+        limit = float(raw) if raw else DEFAULT_DUAL_MB
+    except ValueError:
+        log.warning("$%s must be a number of MiB, got %r: using %d", DUAL_BYTES_ENV, raw, DEFAULT_DUAL_MB)
+        limit = DEFAULT_DUAL_MB
+    return 0 < working_set_bytes <= limit * 2**20
+
+
 def stream_copies(matrix_bytes: int, working_set_bytes: int) -> int:
     """How many distinct copies of a ``matrix_bytes`` matrix the trial runs through: as many as the
     model's ``working_set_bytes`` of weights would fill, at most ``MAX_COPIES`` and ``STREAM_BYTES``."""
@@ -130,23 +151,25 @@ def stream_copies(matrix_bytes: int, working_set_bytes: int) -> int:
 
 def choose(shape: tuple[int, int], precision: str, candidates: tuple[str, ...],
            build: Callable[[str], Callable[[torch.Tensor], torch.Tensor]], dtype: torch.dtype,
-           copies: int = 1) -> str:
+           copies: int = 1, rows: tuple[int, ...] = TRIAL_ROWS) -> str:
     """The fastest of ``candidates`` for a ``shape`` ``(out, in)`` matrix in ``precision``: remembered, or
     measured now with ``build(layout)`` (a callable computing ``x @ W.T + b`` in that layout, on its own
-    copy of the weights each call), timed over ``copies`` of them in turn (:func:`stream_copies`)."""
+    copy of the weights each call), timed over ``copies`` of them in turn (:func:`stream_copies`), at
+    each row count in ``rows``: the least time per row, summed over them, wins."""
     if len(candidates) == 1:
         return candidates[0]
     force = forced()
     if force is not None and force in candidates:
         return force
     copies = max(1, int(copies))
-    key = f"{machine_key()} | {precision} | {shape[0]}x{shape[1]}" + (f" | {copies} copies" if copies > 1 else "")
+    key = (f"{machine_key()} | {precision} | {shape[0]}x{shape[1]}" + (f" | {copies} copies" if copies > 1 else "")
+           + (f" | rows {','.join(map(str, rows))}" if tuple(rows) != TRIAL_ROWS else ""))
     with _lock:
         _load()
         if _chosen.get(key) in candidates:
             return _chosen[key]
     with torch.inference_mode():
-        xs = [torch.randn(n, shape[1]).to(dtype) for n in TRIAL_ROWS]
+        xs = [torch.randn(n, shape[1]).to(dtype) for n in rows]
         seconds = {}
         for layout in candidates:
             fns = [build(layout) for _ in range(copies)]
@@ -159,7 +182,7 @@ def choose(shape: tuple[int, int], precision: str, candidates: tuple[str, ...],
                                   for x in xs)
             del fns
     best = min(seconds, key=seconds.get)
-    log.info("kernel for %s %dx%d: %s (%s)", precision, shape[0], shape[1], best,
+    log.info("kernel for %s %dx%d at %s rows: %s (%s)", precision, shape[0], shape[1], "+".join(map(str, rows)), best,
              ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in seconds.items()))
     with _lock:
         _chosen[key] = best
@@ -175,4 +198,4 @@ def forget() -> None:
         _loaded = False
 
 
-__all__ = ["LAYOUTS", "choose", "stream_copies", "cpu_name", "machine_key", "cache_path", "forced", "forget"]
+__all__ = ["LAYOUTS", "choose", "dual_allowed", "stream_copies", "cpu_name", "machine_key", "cache_path", "forced", "forget"]

@@ -33,7 +33,7 @@ def slow_by(delays: dict[str, float], calls: list[str]):
 
 def test_the_fastest_layout_wins_and_is_remembered_per_machine(cache):
     calls: list[str] = []
-    delays = {"onednn": 0.004, "dense": 0.002, "dense_t": 0.0005}
+    delays = {"onednn": 0.004, "onednn_b8": 0.003, "dense": 0.002, "dense_t": 0.0005}
     got = kernel_choice.choose((300, 7), "fp32", kernel_choice.LAYOUTS, slow_by(delays, calls), torch.float32)
     assert got == "dense_t" and set(calls) == set(kernel_choice.LAYOUTS)
     saved = json.loads(cache.read_text())
@@ -52,7 +52,7 @@ def test_the_fastest_layout_wins_and_is_remembered_per_machine(cache):
 
 def test_a_forced_layout_and_a_bad_setting(cache, monkeypatch):
     calls: list[str] = []
-    delays = {"onednn": 0.004, "dense": 0.002, "dense_t": 0.0005}
+    delays = {"onednn": 0.004, "onednn_b8": 0.003, "dense": 0.002, "dense_t": 0.0005}
     monkeypatch.setenv(kernel_choice.FORCE_ENV, "dense")
     assert kernel_choice.choose((5, 5), "fp32", kernel_choice.LAYOUTS, slow_by(delays, calls), torch.float32) == "dense"
     assert calls == [] and not cache.exists()
@@ -72,12 +72,12 @@ def test_an_unwritable_cache_only_costs_a_trial_each_time(tmp_path, monkeypatch)
     kernel_choice.forget()
 
 
-@pytest.mark.parametrize("layout", ["dense", "dense_t", "onednn"])
+@pytest.mark.parametrize("layout", kernel_choice.LAYOUTS)
 @pytest.mark.parametrize("bias", [True, False])
 def test_every_layout_computes_the_same_product(layout, bias):
     torch.manual_seed(0)
     w, b = torch.randn(40, 24), torch.randn(40) if bias else None
-    if layout == "onednn" and not torch.backends.mkldnn.is_available():
+    if layout.startswith("onednn") and not torch.backends.mkldnn.is_available():
         pytest.skip("this torch has no oneDNN")
     lin = PackedLinear(w, b, "fp32", layout)
     x, r = torch.randn(5, 24), torch.randn(5, 40)
@@ -92,7 +92,8 @@ def test_the_prepared_weights_say_which_layout_each_matrix_runs_in(cache):
     fw = FastWeights(make_model(), "fp32")
     kernels = fw.kernels()
     assert set(kernels) == {"qkv", "out_proj", "ff_expand", "ff_contract", "head"}
-    assert set(kernels.values()) <= set(kernel_choice.LAYOUTS)
+    for layout in kernels.values():      # "dense_t" or "dense_t, rows>1 onednn_b8"
+        assert {part.removeprefix("rows>1 ") for part in layout.split(", ")} <= set(kernel_choice.LAYOUTS)
     assert FastWeights(make_model(), "int8").kernels()["head"] == "int8"
     with pytest.raises(ValueError, match="unknown backend"):
         PackedLinear(torch.zeros(2, 2), None, "fp32", "turbo")
@@ -122,14 +123,65 @@ def test_the_trial_runs_over_as_many_copies_as_the_model_would_fill(cache):
 def test_trial_copies_do_not_share_memory(cache, monkeypatch):
     """Each copy the trial builds holds its own weights (a plain fp32 layout would otherwise keep the
     parameter itself, and every 'copy' would be the same cached matrix)."""
-    seen: list[int] = []
+    seen: list[set[int]] = []
     real = kernel_choice.choose
 
-    def spy(shape, precision, candidates, build, dtype, copies=1):
+    def spy(shape, precision, candidates, build, dtype, copies=1, rows=kernel_choice.TRIAL_ROWS):
         alive = [build("dense") for _ in range(2)]          # both held, as the trial holds its copies
-        seen.extend(b.weight.data_ptr() for b in alive)
-        return real(shape, precision, candidates, build, dtype, copies)
+        seen.append({b.weight.data_ptr() for b in alive})
+        return real(shape, precision, candidates, build, dtype, copies, rows)
     monkeypatch.setattr(kernel_choice, "choose", spy)
     w = torch.randn(64, 32)
     PackedLinear(w, None, "fp32", working_set=64 * w.numel() * 4)
-    assert len(seen) == 2 and len(set(seen)) == 2 and w.data_ptr() not in seen
+    assert len(seen) == 2 and all(len(ptrs) == 2 and w.data_ptr() not in ptrs for ptrs in seen)  # 1 row, 8 rows
+
+
+def test_one_row_and_several_rows_may_take_different_layouts(cache, monkeypatch):
+    """Where the trial at one row and the trial at eight pick different layouts and the model is small
+    enough, both are kept and each product takes its own; above the limit one layout serves both."""
+    picks = {(1,): "dense_t", (8,): "dense"}
+
+    def fake_choose(shape, precision, candidates, build, dtype, copies=1, rows=kernel_choice.TRIAL_ROWS):
+        return picks.get(tuple(rows), "dense")
+    monkeypatch.setattr(kernel_choice, "choose", fake_choose)
+    torch.manual_seed(0)
+    w, b = torch.randn(40, 24), torch.randn(40)
+    lin = PackedLinear(w, b, "fp32", working_set=w.numel() * 4)
+    assert lin.mode == "dense_t" and lin.many is not None and lin.many.mode == "dense"
+    assert lin.layout() == "dense_t, rows>1 dense" and lin.held_bytes() == 2 * lin.nbytes()
+    x1, x5, r5 = torch.randn(1, 24), torch.randn(5, 24), torch.randn(5, 40)
+    ref1, ref5 = x1 @ w.T + b, x5 @ w.T + b
+    torch.testing.assert_close(lin(x1), ref1, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lin(x5), ref5, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lin.gelu(x5), torch.nn.functional.gelu(ref5, approximate="tanh"), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lin.add(x5, r5.clone()), ref5 + r5, rtol=1e-5, atol=1e-5)
+    # several rows go through the second layout: break it and only they change
+    lin.many.weight = torch.zeros_like(lin.many.weight)
+    torch.testing.assert_close(lin(x5), b.expand(5, -1))
+    torch.testing.assert_close(lin.add(x5, r5.clone()), b + r5)
+    torch.testing.assert_close(lin(x1), ref1, rtol=1e-5, atol=1e-5)
+    # bf16: one layout (two would round differently to bf16 and change a batched row's text)
+    assert PackedLinear(w, b, "bf16", working_set=w.numel() * 2).many is None
+    # over the limit: one layout, the one chosen over both row counts
+    monkeypatch.setenv(kernel_choice.DUAL_BYTES_ENV, "0")
+    single = PackedLinear(w, b, "fp32", working_set=w.numel() * 4)
+    assert single.many is None and single.mode == "dense" and single.layout() == "dense"
+    monkeypatch.setenv(kernel_choice.DUAL_BYTES_ENV, "lots")        # logged; the default limit
+    assert PackedLinear(w, b, "fp32", working_set=w.numel() * 4).many is not None
+    assert not kernel_choice.dual_allowed(2**40)
+
+
+def test_the_two_row_counts_are_measured_and_remembered_apart(cache):
+    calls: list[str] = []
+
+    def build(layout: str):     # dense_t is fast for one row and slow for many; dense the reverse
+        def fn(x):
+            calls.append(layout)
+            time.sleep({"dense_t": 0.0005, "dense": 0.003}[layout] if x.shape[0] == 1
+                       else {"dense_t": 0.02, "dense": 0.004}[layout])
+        return fn
+    one = kernel_choice.choose((300, 7), "fp32", ("dense", "dense_t"), build, torch.float32, rows=(1,))
+    many = kernel_choice.choose((300, 7), "fp32", ("dense", "dense_t"), build, torch.float32, rows=(8,))
+    assert (one, many) == ("dense_t", "dense")
+    saved = json.loads(cache.read_text())
+    assert sorted(saved.values()) == ["dense", "dense_t"] and any(k.endswith("| rows 8") for k in saved)
