@@ -77,6 +77,9 @@ body.presentation #att-note, body.presentation #patch-note, body.presentation #a
 body.presentation #p-summary {{ order: -3; }}
 body.presentation #alt-row {{ flex-direction: column; }}
 body.presentation #p-figs {{ order: -2; flex-direction: column; }}
+/* The upload box is 140 px high; at presentation sizes its "Click to Upload" would be cut off. */
+body.presentation #upload {{ height: auto !important; min-height: 200px; }}
+body.presentation #upload * {{ max-height: none !important; }}
 """
 
 # Runs once when the page loads; the toggle itself is wired to the checkbox in layout.py.
