@@ -129,8 +129,7 @@ class Bench:
         prep = {p: self._prepare_seconds(pair, p) for p in OURS}
         fixed = {p: self._fixed_cost(pair, p) for p in OURS}
         self.log(f"{pair.name}: decode, interleaving {list(runs)}")
-        reps = self.reps if pair.name == "gpt2" else min(self.reps, 3)   # 3 for the larger: the minutes
-        times = interleaved(runs, reps, warm=contenders(4, 2))
+        times = interleaved(runs, self._reps(pair), warm=contenders(4, 2))
         tps = {k: (book_new if k.startswith("book") else new) / median(v) for k, v in times.items()}
         self.raw[f"decode_{pair.name}"] = {"times": times, "screen": {f"{d} {c}": v for (d, c), v in screen.items()},
                                             "prepare_s": prep, "fixed_cost_s": fixed}
@@ -180,6 +179,10 @@ class Bench:
         self.raw[f"kernels_{pair.name}"] = kernels
         self.summary.append(f"kernels chosen here for {pair.name} (measured at prepare time): " + "; ".join(
             f"{p}: " + ", ".join(f"{m} {k}" for m, k in ks.items()) for p, ks in kernels.items()))
+
+    def _reps(self, pair: C.Pair) -> int:
+        """Repetitions of a decode or prefill comparison: at most 3 for models larger than gpt2 (the minutes)."""
+        return self.reps if pair.name == "gpt2" else min(self.reps, 3)
 
     def _fixed_cost(self, pair: C.Pair, precision: str, steps: int = 100) -> float:
         """Seconds per decode step of a model as deep as ``pair`` but 64 wide: the per-token
@@ -278,7 +281,7 @@ class Bench:
             if n <= self.args.book_prefill_max:
                 runs["book fp32"] = C.book_prefill(pair.ours, idx)
             self.log(f"{pair.name}: prefill {n}")
-            times = interleaved(runs, self.reps if pair.name == "gpt2" else min(self.reps, 3))  # 3: the minutes
+            times = interleaved(runs, self._reps(pair))
             ms = {k: 1000 * median(v) for k, v in times.items()}
             raw[n] = times
             tf_best = min(ms["transformers fp32"], ms["transformers bf16"])
