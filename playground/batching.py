@@ -8,11 +8,15 @@ each row's tokens back to its own caller as they come.
 
 Rows join and leave between steps. Each row keeps its own KV cache (its own
 length and positions), its own sampling settings and its own generator, and is
-computed exactly as :func:`playground.generation.stream_ids` computes a batch
-of one: the prompt prefilled alone, then one token per step through the cache,
-the window re-prefilled alone once the context is full. Only the matrix
-products of the decode steps are shared; attention runs per row over that
-row's own cache, so no row ever sees padding or another row's keys.
+computed as :func:`playground.generation.stream_ids` computes a batch of one:
+its prompt through its empty cache, then one token per step through the cache,
+the last window through an emptied cache once the context is full. One step is
+one forward of every row together (:meth:`FastWeights.forward_segments`): a
+token of each decoding row and the whole prompt of each joining one, so a
+joining prompt costs the others no extra read of the weights. Only the matrix
+products are shared; attention runs per row over that row's own keys, so no
+row ever sees padding or another row's keys. The next tokens of rows with the
+same settings are drawn together, each from its own generator.
 
 The batch runs on :mod:`playground.fast_decode`'s prepared weights, never on
 the model's own forward: hooks attached by an inspection view running at the
@@ -198,31 +202,29 @@ class Batcher:
 
     def _loop(self) -> None:
         while True:
-            joining = self._admit()
-            for row in joining:
-                self._guard([row], self._prefill)
+            passes: dict[int, list[tuple[_Row, torch.Tensor]]] = {}     # rows per prepared weights
+            for row in self._admit():                                    # joining: the whole prompt
+                if self._guard([row], self._start):
+                    passes.setdefault(id(row.weights), []).append((row, self._window(row)))
             ready = [r for r in self._active if r.logits is not None and not r.cancelled
                      and r.out.qsize() < self.backlog]
-            if not ready:
+            if not ready and not passes:
                 with self._cond:
                     self._drop_cancelled()
                     if not self._waiting or not self._fits(self._waiting[0]):
                         self._cond.wait(timeout=0.05 if self._active or self._waiting else None)
                 continue
-            decode: dict[int, list[_Row]] = {}
-            for row in ready:
-                next_id = self._emit(row)
-                if next_id is None:
-                    continue
+            for row, next_id in self._emit(ready):
                 row.ids.append(next_id)
                 if row.cache.length < row.model.cfg.context_length:
-                    decode.setdefault(id(row.weights), []).append(row)
-                else:                  # the window is full: re-prefill the last context_length ids alone
+                    segment = torch.tensor([next_id], dtype=torch.long, device=row.weights.device)
+                else:                  # the window is full: the last context_length ids again, from empty
                     row.cropped = True
                     row.cache.reset()
-                    self._guard([row], self._prefill)
-            for rows in decode.values():
-                self._guard(rows, self._decode)
+                    segment = self._window(row)
+                passes.setdefault(id(row.weights), []).append((row, segment))
+            for segments in passes.values():
+                self._step(segments)
 
     def _fits(self, row: _Row) -> bool:
         used = sum(r.cache_bytes for r in self._active)
@@ -262,48 +264,77 @@ class Batcher:
                 self._active.remove(row)
         row.out.put(item)
 
-    def _guard(self, rows: list[_Row], work) -> None:
-        """Run ``work(rows)``; an error ends those rows (with the error) and no others."""
+    def _guard(self, rows: list[_Row], work) -> bool:
+        """Run ``work(rows)``; an error ends those rows (with the error) and no others. True if it ran."""
         try:
             work(rows)
+            return True
         except Exception as e:  # noqa: BLE001 - delivered to the callers, logged here
             log.exception("batched decoding failed for %d row(s)", len(rows))
             for row in rows:
                 self._finish(row, e)
+            return False
 
-    def _prefill(self, rows: list[_Row]) -> None:
-        """(one row) its prompt, or after a full window the last ``context_length`` ids, through its cache."""
+    def _start(self, rows: list[_Row]) -> None:
+        """(one joining row) its prepared weights, its cache and its ids."""
         (row,) = rows
-        ctx = row.model.cfg.context_length
-        if row.weights is None:
-            row.weights = fast_weights(row.model, row.precision)
-            row.cache = row.weights.new_cache(1, row.cache_len)
-            row.ids = row.prompt[0].tolist()
-            row.cropped = len(row.ids) > ctx
-        window = torch.tensor([row.ids[-ctx:]], dtype=torch.long, device=row.weights.device)
-        row.logits = row.weights.forward(window, row.cache)                       # (1, V)
+        row.weights = fast_weights(row.model, row.precision)
+        row.cache = row.weights.new_cache(1, row.cache_len)
+        row.ids = row.prompt[0].tolist()
+        row.cropped = len(row.ids) > row.model.cfg.context_length
 
-    def _emit(self, row: _Row) -> int | None:
-        """Draw the row's next token from its logits and hand it to its caller; the id, or None when
-        the row is done (then it has left the batch)."""
-        next_ids, probs = pick_next(row.logits, row.params, row.generator)        # (1,), (1, V)
-        row.logits = None
-        row.out.put(IdStep(next_ids, probs, row.cropped))
-        row.steps += 1
-        next_id = int(next_ids[0])
-        if row.steps >= row.max_new_tokens or (row.stop_id is not None and next_id == row.stop_id):
-            self._finish(row)
-            return None
-        return next_id
+    @staticmethod
+    def _window(row: _Row) -> torch.Tensor:
+        """The ids a row's empty cache is filled with: its prompt, or after a full window the last
+        ``context_length`` ids, ``(T,)``."""
+        return torch.tensor(row.ids[-row.model.cfg.context_length:], dtype=torch.long, device=row.weights.device)
 
-    def _decode(self, rows: list[_Row]) -> None:
-        """One token of every row in ``rows`` (all on the same prepared weights) in one forward."""
-        ids = torch.tensor([r.ids[-1] for r in rows], dtype=torch.long, device=rows[0].weights.device)
-        logits = rows[0].weights.forward_rows(ids, [r.cache for r in rows])       # (B, V)
+    def _emit(self, rows: list[_Row]) -> list[tuple[_Row, int]]:
+        """Draw each row's next token from its logits and hand it to its caller: rows with the same
+        settings are drawn together (each from its own generator: the same ids and probabilities as
+        drawn alone). The rows that go on, with their new ids; the others are done and have left."""
+        groups: dict[tuple[SamplingParams, int], list[_Row]] = {}
+        for row in rows:
+            groups.setdefault((row.params, row.logits.shape[-1]), []).append(row)
+        going_on = []
+        for (params, _), group in groups.items():
+            logits = torch.cat([r.logits for r in group])                             # (G, V)
+            next_ids, probs = pick_next(logits, params, [r.generator for r in group])  # (G,), (G, V)
+            for i, row in enumerate(group):
+                row.logits = None
+                row.out.put(IdStep(next_ids[i:i + 1], probs[i:i + 1], row.cropped))
+                row.steps += 1
+                next_id = int(next_ids[i])
+                if row.steps >= row.max_new_tokens or (row.stop_id is not None and next_id == row.stop_id):
+                    self._finish(row)
+                else:
+                    going_on.append((row, next_id))
+        return going_on
+
+    def _step(self, segments: list[tuple[_Row, torch.Tensor]]) -> None:
+        """One forward for rows on the same prepared weights: a token of each decoding row and the
+        whole window of each joining (or re-filled) one, their matrix products shared. Should it fail,
+        each row is run again alone, so an error ends only the row it belongs to."""
+        rows = [r for r, _ in segments]
+        try:
+            logits = rows[0].weights.forward_segments([(ids, r.cache) for r, ids in segments])  # (S, V)
+        except Exception as e:  # noqa: BLE001 - delivered to the callers, logged here
+            log.exception("a batched step of %d row(s) failed", len(rows))
+            if len(segments) == 1:
+                self._finish(rows[0], e)
+                return
+            for segment in segments:             # the caches did not advance: each row again, alone
+                self._guard([segment[0]], lambda _, seg=segment: self._step_alone(seg))
+            return
         self.steps_run += 1
         self.rows_per_step_max = max(self.rows_per_step_max, len(rows))
         for i, row in enumerate(rows):
             row.logits = logits[i:i + 1]
+
+    @staticmethod
+    def _step_alone(segment: tuple[_Row, torch.Tensor]) -> None:
+        row, ids = segment
+        row.logits = row.weights.forward_segments([(ids, row.cache)])                  # (1, V)
 
 
 __all__ = ["Batcher", "BatcherFull", "MAX_BATCH_ENV", "MAX_WAIT_ENV", "CACHE_MB_ENV"]

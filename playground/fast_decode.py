@@ -324,40 +324,60 @@ class FastWeights:
         return self._logits(x.view(b, t, e)[:, -1])                             # head on the last position only
 
     @torch.inference_mode()
-    def forward_rows(self, ids: torch.Tensor, caches: "list[FusedKVCache]") -> torch.Tensor:
-        """Logits ``(B, V)`` of one new token per row: ``ids[i]`` continues the sequence held in
-        ``caches[i]`` (a batch-of-one cache, each at its own length).
+    def forward_segments(self, segments: "list[tuple[torch.Tensor, FusedKVCache]]") -> torch.Tensor:
+        """Logits ``(S, V)`` of the last position of each segment: ``segments[i] = (ids, cache)``,
+        ``ids`` ``(T_i,)`` continuing the sequence held in ``cache`` (a batch-of-one cache, each at
+        its own length). A segment is one new token of a running row or a whole prompt.
 
-        The matrix products run once for all rows; attention runs per row over that row's own
-        cache, exactly as :meth:`forward` does for one token of a batch of one. The continuous
-        batcher's decode step (:mod:`playground.batching`).
+        The matrix products run once for all the segments' positions together (one read of every
+        weight); attention runs per segment over that segment's own keys, exactly as
+        :meth:`forward` does for a batch of one: fresh keys (causal) on an empty cache, the cache
+        otherwise. No segment ever sees another's keys or any padding. The caches advance only
+        when the whole pass succeeded, so a failed pass can be run again. The continuous
+        batcher's step (:mod:`playground.batching`): decoding rows and joining prompts at once.
         """
-        b = ids.shape[0]
         h, d, e = self.cfg.n_heads, self.cfg.head_dim, self.cfg.emb_dim
-        starts = [c.length for c in caches]
-        for start, c in zip(starts, caches):
-            check_context(start + 1, self.cfg.context_length)
-            if start + 1 > c.max_len:
-                raise ValueError(f"KV cache full: {start + 1} > {c.max_len} positions")
-        positions = torch.tensor(starts, device=ids.device)
-        x = F.embedding(ids, self.tok_emb) + self.pos_emb[positions]               # (B, E)
-        x = x.to(self.dtype)
+        lengths = [int(ids.shape[0]) for ids, _ in segments]
+        starts = [c.length for _, c in segments]
+        for (ids, c), t, start in zip(segments, lengths, starts):
+            if ids.ndim != 1 or t == 0:
+                raise ValueError("each segment is a non-empty 1-D tensor of ids")
+            check_context(start + t, self.cfg.context_length)
+            if start + t > c.max_len:
+                raise ValueError(f"KV cache full: {start + t} > {c.max_len} positions")
+        device = segments[0][0].device
+        ids = torch.cat([s for s, _ in segments])                                   # (N,)
+        positions = torch.cat([torch.arange(st, st + t, device=device) for st, t in zip(starts, lengths)])
+        n = ids.shape[0]
+        x = (F.embedding(ids, self.tok_emb) + self.pos_emb[positions]).to(self.dtype)  # (N, E)
+        offsets = [0]
+        for t in lengths:
+            offsets.append(offsets[-1] + t)
+        masks = [~future_mask(t, st + t, st, device) if st > 0 and t > 1 else None
+                 for t, st in zip(lengths, starts)]                                 # (T, end) after cached keys
 
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
-            qkv = qkv.view(b, 1, 3, h, d)                                          # (B, 1, 3, H, D)
-            ctx = torch.empty(b, h, 1, d, dtype=self.dtype, device=ids.device)   # (B, H, 1, D)
-            for r, (start, c) in enumerate(zip(starts, caches)):
-                kv = c.kv[i]                                                       # (1, 2, H, L, D)
-                row = qkv[r:r + 1]                                                 # (1, 1, 3, H, D)
-                kv[:, :, :, start:start + 1].copy_(row[:, :, 1:].permute(0, 2, 3, 1, 4))
-                q = row[:, :, 0].transpose(1, 2)                                   # (1, H, 1, D)
-                ctx[r:r + 1] = F.scaled_dot_product_attention(
-                    q.to(kv.dtype), kv[:, 0, :, :start + 1], kv[:, 1, :, :start + 1])
-            return ctx.transpose(1, 2).reshape(b, e)                               # (B, E)
+            qkv = qkv.view(n, 3, h, d)                                              # (N, 3, H, D)
+            ctx = torch.empty(n, e, dtype=self.dtype, device=device)               # (N, E)
+            for (_, c), t, start, o, mask in zip(segments, lengths, starts, offsets, masks):
+                kv = c.kv[i]                                                        # (1, 2, H, L, D)
+                part = qkv[o:o + t].unsqueeze(0)                                    # (1, T, 3, H, D)
+                end = start + t
+                kv[:, :, :, start:end].copy_(part[:, :, 1:].permute(0, 2, 3, 1, 4))  # (1, 2, H, T, D)
+                q = part[:, :, 0].transpose(1, 2)                                   # (1, H, T, D)
+                if start == 0:  # nothing cached before: attend over the fresh keys as computed
+                    k, v = part[:, :, 1].transpose(1, 2), part[:, :, 2].transpose(1, 2)
+                    out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)  # (1, H, T, D)
+                else:           # over the cache
+                    out = F.scaled_dot_product_attention(q.to(kv.dtype), kv[:, 0, :, :end], kv[:, 1, :, :end],
+                                                         attn_mask=mask).to(self.dtype)
+                ctx[o:o + t] = out[0].transpose(0, 1).reshape(t, e)                 # (T, E)
+            return ctx
         x = self._blocks(x, attend)
-        for c in caches:
-            c.advance(1)
-        return self._logits(x)                                                     # (B, V)
+        for (_, c), t in zip(segments, lengths):
+            c.advance(t)
+        last = torch.tensor([o - 1 for o in offsets[1:]], device=device)
+        return self._logits(x[last])                                               # (S, V) head on the last positions only
 
 
 # ------------------------------------------------------------------ per-model cache

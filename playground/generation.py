@@ -164,10 +164,10 @@ def stream_generate(model: GPTModel, prompt: "str | list[int]", max_new_tokens: 
     source = functools.partial(batcher.stream if batcher is not None else stream_ids, model)
     for step, out in enumerate(source(idx, max_new_tokens, params, generator, stop_id, precision=precision)):
         token_id = int(out.ids[0])
-        probs = out.probs[0]
-        top_p_vals, top_ids = torch.topk(probs, k)
-        top = [(int(i), tok.token_text(int(i)), float(p)) for p, i in zip(top_p_vals, top_ids)]
-        yield TokenStep(step, token_id, tok.token_text(token_id), float(probs[token_id]), top, out.cropped)
+        probs = out.probs[0]                                                    # (V,)
+        top_p_vals, top_ids = torch.topk(probs, k)                              # (k,), (k,)
+        top = [(i, tok.token_text(i), p) for p, i in zip(top_p_vals.tolist(), top_ids.tolist())]
+        yield TokenStep(step, token_id, tok.token_text(token_id), probs[token_id].item(), top, out.cropped)
 
 
 def generate(model: GPTModel, prompt: "str | list[int]", max_new_tokens: int = 50,

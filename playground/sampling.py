@@ -1,6 +1,7 @@
 """Turning logits into a next token: temperature, top-k, top-p, with a per-request generator."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -79,8 +80,12 @@ def sampling_distribution(logits: torch.Tensor, params: SamplingParams) -> torch
     return torch.softmax(filtered_logits(logits, params)["top_p"], dim=-1)
 
 
-def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def draw(probs: torch.Tensor,
+         generator: "torch.Generator | None | Sequence[torch.Generator | None]" = None) -> torch.Tensor:
     """One id per row of ``probs`` ``(B, V)``, drawn with those probabilities: ``(B,)``.
+
+    ``generator``: one for all rows, or a sequence of one per row (rows of different requests
+    drawn together: each row takes from its own generator exactly what it takes drawn alone).
 
     Inverse transform sampling: the first id whose cumulative probability exceeds a uniform
     draw scaled to the row's total. An id of probability 0 adds nothing to the cumulative sum,
@@ -88,7 +93,12 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch
     ``torch.multinomial`` over GPT-2's 50,257 tokens (2 ms a step on a 2-core CPU).
     """
     cdf = probs.float().cumsum(dim=-1)                                   # (B, V)
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device)
+    if isinstance(generator, Sequence):
+        if len(generator) != probs.shape[0]:
+            raise ValueError(f"{len(generator)} generators for {probs.shape[0]} rows")
+        u = torch.cat([torch.rand(1, 1, generator=g, device=probs.device) for g in generator])  # (B, 1)
+    else:
+        u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device)         # (B, 1)
     ids = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)   # (B,)
     over = ids >= probs.shape[-1]          # u * total rounded up to the total: the likeliest id instead
     if bool(over.any()):
@@ -97,8 +107,11 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch
 
 
 def pick_next(logits: torch.Tensor, params: SamplingParams,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next ids ``(B,)`` and the distribution they came from ``(B, V)``."""
+              generator: "torch.Generator | None | Sequence[torch.Generator | None]" = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next ids ``(B,)`` and the distribution they came from ``(B, V)``. Every step works on each row
+    alone, so a row's id and probabilities are the same drawn in a batch or by itself (given its
+    generator: one per row in ``generator`` for rows of different requests)."""
     probs = sampling_distribution(logits, params)
     if params.greedy:
         return torch.argmax(logits, dim=-1), probs

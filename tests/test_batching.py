@@ -66,21 +66,41 @@ def test_every_row_gets_the_ids_it_would_get_alone(model, precision):
     assert batcher.active_rows() == 0
 
 
-def test_forward_rows_matches_one_row_at_a_time(model):
-    weights = fast_weights(model, "fp32")
-    lengths = [1, 5, 12]
-    caches, solo = [], []
-    for n in lengths:
-        for target in (caches, solo):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_one_pass_of_segments_matches_each_segment_alone(model, precision):
+    """Decoding rows (caches of different lengths), a whole prompt on an empty cache and a chunk after
+    cached tokens, in one forward: each gets the logits and the cached keys it gets alone."""
+    weights = fast_weights(model, precision)
+    cached = [0, 1, 5, 12, 0, 4]                                   # tokens each cache holds before
+    new = [torch.tensor(t) for t in ([5], [600], [7000], [42], list(range(300, 307)), [9, 99, 999])]
+    together, solo = [], []
+    for n in cached:
+        for target in (together, solo):
             c = weights.new_cache(1, 32)
-            weights.forward(prompt(n), c)
+            if n:
+                weights.forward(prompt(n), c)
             target.append(c)
-    ids = torch.tensor([5, 600, 7000])
-    together = weights.forward_rows(ids, caches)                                 # (3, V)
+    logits = weights.forward_segments(list(zip(new, together)))                 # (6, V)
+    assert logits.shape == (len(new), model.cfg.vocab_size)
+    tol = dict(rtol=1e-5, atol=1e-5) if precision == "fp32" else dict(rtol=0.05, atol=0.05)
     for i, c in enumerate(solo):
-        one = weights.forward(ids[i:i + 1, None], c)                             # (1, V)
-        torch.testing.assert_close(together[i:i + 1], one, rtol=1e-5, atol=1e-5)
-        assert caches[i].length == c.length == lengths[i] + 1
+        one = weights.forward(new[i][None], c)                                  # (1, V)
+        torch.testing.assert_close(logits[i:i + 1], one, **tol)
+        assert together[i].length == c.length == cached[i] + len(new[i])
+        for layer in range(model.cfg.n_layers):
+            torch.testing.assert_close(together[i].kv[layer][..., :c.length, :], c.kv[layer][..., :c.length, :],
+                                       **tol)
+
+
+def test_a_failed_pass_leaves_the_caches_as_they_were(model):
+    weights = fast_weights(model, "fp32")
+    ok, full = weights.new_cache(1, 32), weights.new_cache(1, 2)
+    weights.forward(prompt(2), full)
+    with pytest.raises(ValueError, match="KV cache full"):
+        weights.forward_segments([(torch.tensor([1]), ok), (torch.tensor([2]), full)])
+    assert (ok.length, full.length) == (0, 2)
+    with pytest.raises(ValueError, match="non-empty"):
+        weights.forward_segments([(torch.tensor([], dtype=torch.long), ok)])
 
 
 def test_rows_join_mid_way_and_leave_on_stop():
@@ -104,6 +124,31 @@ def test_rows_join_mid_way_and_leave_on_stop():
     while batcher.active_rows() and time.time() < deadline:
         time.sleep(0.01)
     assert batcher.active_rows() == 0
+
+
+def test_a_row_that_fails_ends_alone_and_the_batch_goes_on(monkeypatch):
+    """A joining prompt whose pass fails (here: one poisoned id) shares its step with a running row:
+    the step is run again row by row, the joining row gets the error, the running one its own ids."""
+    from playground.fast_decode import FastWeights
+    model = make_model(dataclasses.replace(TINY, context_length=512))
+    real = FastWeights.forward_segments
+    poison, shared = 4321, []
+
+    def failing(self, segments):
+        if any(bool((ids == poison).any()) for ids, _ in segments):
+            shared.append(len(segments))
+            raise RuntimeError("poisoned prompt")
+        return real(self, segments)
+    monkeypatch.setattr(FastWeights, "forward_segments", failing)
+    expected = alone(model, prompt(4), 400, HOT, 3)
+    batcher = Batcher(backlog=1000)
+    running = batcher.stream(model, prompt(4), 400, HOT, make_generator(3))
+    got = [int(next(running).ids[0]) for _ in range(3)]
+    with pytest.raises(RuntimeError, match="poisoned"):
+        list(batcher.stream(model, torch.tensor([[5, poison, 6]]), 5, GREEDY))
+    got += [int(s.ids[0]) for s in running]
+    assert got == expected
+    assert shared == [2, 1]                # in the running row's step, then alone
 
 
 def test_stop_id_ends_a_row_like_alone(model):

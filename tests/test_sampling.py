@@ -87,3 +87,19 @@ def test_draw_at_the_top_of_the_range_returns_a_possible_token(monkeypatch):
     probs = torch.tensor([[0.25, 0.75, 0.0, 0.0]])
     monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.ones(1, 1))    # u * total == total
     assert sampling.draw(probs).tolist() == [1]
+
+
+@pytest.mark.parametrize("vocab", [50257, 300])
+@pytest.mark.parametrize("params", [SamplingParams(0.0), SamplingParams(1.0, 50, 1.0), SamplingParams(0.8, None, 0.9),
+                                    SamplingParams(1.3, 200, 0.95), SamplingParams(1.0)])
+def test_rows_drawn_together_get_what_each_gets_alone(vocab, params):
+    """The continuous batcher draws the rows of different requests in one call, a generator each:
+    every row's id and probabilities are bit for bit those it gets drawn by itself."""
+    logits = torch.randn(9, vocab, generator=torch.Generator().manual_seed(vocab)) * 3
+    ids, probs = pick_next(logits, params, [torch.Generator().manual_seed(i) for i in range(9)])
+    for r in range(9):
+        alone, alone_probs = pick_next(logits[r:r + 1], params, torch.Generator().manual_seed(r))
+        assert int(alone) == int(ids[r])
+        assert torch.equal(alone_probs[0], probs[r])
+    with pytest.raises(ValueError, match="2 generators for 9 rows"):
+        pick_next(logits, SamplingParams(1.0), [None, None])
