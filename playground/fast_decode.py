@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from . import kernel_choice
+from .row_invariance import in_chunks, rows_exact
 from .kv_cache import FusedKVCache
 from .positions import check_context, future_mask
 from .model import GPTModel
@@ -47,6 +48,7 @@ PRECISIONS: dict[str, str] = {
     "int8": "int8 weights (one scale per output), bf16 activations: fastest, least exact",
 }
 DEFAULT_PRECISION = "fp32"
+MIN_EXACT_ROWS = 8     # products split into pieces of fewer rows than this would cost batching its point
 
 _ONEDNN = torch.ops.mkldnn
 
@@ -137,6 +139,10 @@ class PackedLinear:
             one = choose(kernel_choice.TRIAL_ROWS)
             return one, one
         return choose((1,)), choose((8,))
+
+    def for_rows(self, n: int) -> "PackedLinear":
+        """The layout a product of ``n`` rows runs in."""
+        return self.many if self.many is not None and n > 1 else self
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.many is not None and x.shape[0] > 1:
@@ -236,6 +242,31 @@ class FastWeights:
             ))
         self.ln_f = self._norm(model.final_norm)
         self.head = PackedLinear(model.out_head.weight, model.out_head.bias, precision, backend, ws)
+        exact = self._measure_exact_rows()
+        # Products are split only where that keeps batching worth it; below, rows may differ in the last bits.
+        self.exact_rows: int | None = exact if exact >= MIN_EXACT_ROWS else None
+        # Every row of a batch bit for bit as alone: products of any size exact, and one layout for one row
+        # and for several (fp32's faster one-row layout, where kept, differs from the other in the last bits).
+        self.batch_exact = self.exact_rows is not None and all(m.many is None for m in self.matrices())
+
+    def _measure_exact_rows(self) -> int:
+        """The most rows a product of several rows may hold with each row bit for bit what it is in a
+        product of one in the same layout (:mod:`playground.row_invariance`): products are split into
+        pieces that size, so a row's numbers never depend on how many others share its product (the
+        continuous batcher's promise). Measured once per matrix kind, the ops as used."""
+        e, v = self.cfg.emb_dim, self.cfg.vocab_size
+        kinds = [(self.head, "__call__", e, v)]
+        if self.layers:
+            first = self.layers[0]
+            kinds += [(first.qkv, "__call__", e, 3 * e), (first.out, "add", e, e), (first.fc, "gelu", e, 4 * e),
+                      (first.proj, "add", 4 * e, e)]
+        found = []
+        with torch.inference_mode():
+            for matrix, op, n_in, n_out in kinds:
+                fn = getattr(matrix.for_rows(2), op)
+                found.append(rows_exact(lambda x, r, fn=fn: fn(x) if r is None else fn(x, r), n_in, n_out,
+                                        self.dtype, self.device, with_residual=op == "add"))
+        return min(found)
 
     def _norm(self, norm) -> tuple[torch.Tensor, torch.Tensor]:
         return norm.scale.detach().to(self.dtype), norm.shift.detach().to(self.dtype)
@@ -266,6 +297,11 @@ class FastWeights:
 
     # ---------------------------------------------------------------- forward
 
+    def _product(self, matrix: PackedLinear, op: str, x: torch.Tensor, *residual: torch.Tensor) -> torch.Tensor:
+        """``matrix``'s ``op`` ("__call__", "gelu" or "add") on the rows of ``x`` ``(N, in)``: in the layout
+        for N rows, at most :attr:`exact_rows` rows at a time (where that bound was found)."""
+        return in_chunks(getattr(matrix.for_rows(x.shape[0]), op), self.exact_rows, x, *residual)
+
     def _blocks(self, x: torch.Tensor, attend: "Callable[[int, torch.Tensor], torch.Tensor]") -> torch.Tensor:
         """The transformer blocks on ``x`` ``(N, E)``: the residual stream after the last one, ``(N, E)``.
 
@@ -276,15 +312,15 @@ class FastWeights:
         e = self.cfg.emb_dim
         for i, layer in enumerate(self.layers):
             y = F.layer_norm(x, (e,), layer.ln1[0], layer.ln1[1], self.eps)
-            x = layer.out.add(attend(i, layer.qkv(y)), x)                       # shortcut fused
+            x = self._product(layer.out, "add", attend(i, self._product(layer.qkv, "__call__", y)), x)  # shortcut fused
             y = F.layer_norm(x, (e,), layer.ln2[0], layer.ln2[1], self.eps)
-            x = layer.proj.add(layer.fc.gelu(y), x)
+            x = self._product(layer.proj, "add", self._product(layer.fc, "gelu", y), x)
         return x
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """Final norm and vocabulary head on the positions kept, ``(B, E)`` -> float32 ``(B, V)``."""
         x = F.layer_norm(x, (self.cfg.emb_dim,), self.ln_f[0], self.ln_f[1], self.eps)
-        return self.head(x).float()
+        return self._product(self.head, "__call__", x).float()
 
     @torch.inference_mode()
     def forward(self, idx: torch.Tensor, cache: FusedKVCache) -> torch.Tensor:

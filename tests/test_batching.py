@@ -92,6 +92,60 @@ def test_one_pass_of_segments_matches_each_segment_alone(model, precision):
                                        **tol)
 
 
+@pytest.mark.parametrize("precision, backend", [("bf16", "onednn"), ("bf16", "onednn_b8"), ("bf16", None),
+                                                ("int8", None), ("fp32", "onednn_b8")])
+def test_where_rows_are_exact_a_pass_of_many_is_bit_for_bit_each_alone(precision, backend):
+    """Weights whose products were measured exact up to some size (split into pieces that size) give
+    every segment the very logits and keys it gets alone, however many rows share the pass; a prompt
+    longer than the bound included. Others say so (``batch_exact`` False)."""
+    from playground.fast_decode import FastWeights
+    model = make_model(dataclasses.replace(TINY, context_length=160, emb_dim=64))
+    weights = FastWeights(model, precision, backend)
+    if weights.exact_rows is None:
+        assert not weights.batch_exact
+        pytest.skip(f"{precision} {backend}: rows not exact at any size worth batching on this machine")
+    lengths = [0, 3, 9, 0, 0]
+    new = [torch.tensor(t) for t in ([5], [600], [7000], list(range(100, 100 + min(2 * weights.exact_rows + 3, 140))), [8])]
+    together, solo = [], []
+    for n in lengths:
+        for target in (together, solo):
+            c = weights.new_cache(1, 160)
+            if n:
+                weights.forward_segments([(prompt(n)[0], c)])
+            target.append(c)
+    logits = weights.forward_segments(list(zip(new, together)))
+    for i, c in enumerate(solo):
+        assert torch.equal(logits[i:i + 1], weights.forward_segments([(new[i], c)]))
+        assert torch.equal(together[i].kv[0][..., :c.length, :], c.kv[0][..., :c.length, :])
+    assert torch.equal(logits[3:4], weights.forward(new[3][None], weights.new_cache(1, 160)))   # the plain forward too
+
+
+def test_batched_rows_see_exactly_their_own_probabilities_where_rows_are_exact(model):
+    """int8 products are exact at every size here: each batched row's probabilities, step by step, are
+    bit for bit those of the same request alone (not only its ids)."""
+    if not fast_weights(model, "int8").batch_exact:
+        pytest.skip("int8 rows not exact on this machine")
+
+    def steps(batcher, idx, n, params, seed, out=None, key=None):
+        got = [(int(s.ids[0]), s.probs.clone()) for s in batcher.stream(model, idx, n, params, make_generator(seed),
+                                                                        precision="int8")]
+        if out is not None:
+            out[key] = got
+        return got
+    expected = [steps(Batcher(), idx, n, p, seed) for idx, n, p, seed in ROWS]
+    batcher, out = Batcher(max_batch=8), {}
+    threads = [threading.Thread(target=steps, args=(batcher, idx, n, p, seed, out, i))
+               for i, (idx, n, p, seed) in enumerate(ROWS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert batcher.rows_per_step_max >= 2
+    for i, want in enumerate(expected):
+        assert [t for t, _ in out[i]] == [t for t, _ in want]
+        assert all(torch.equal(a, b) for (_, a), (_, b) in zip(out[i], want))
+
+
 def test_a_failed_pass_leaves_the_caches_as_they_were(model):
     weights = fast_weights(model, "fp32")
     ok, full = weights.new_cache(1, 32), weights.new_cache(1, 2)
