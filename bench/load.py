@@ -1,8 +1,9 @@
 """``python -m bench.load`` (``make load``): many users at once, on loopback.
 
-Starts ``app.py`` in its own process (one torch thread), then N ``gradio_client``
-clients (16 by default) call a mix of ``/generate`` (streamed), ``/attention``
-and ``/params`` for a fixed time, after a warm-up. Reports requests served,
+Starts ``app.py`` in its own process (one torch thread), then N clients (16 by
+default) call a mix of ``/generate`` (streamed, through Gradio's HTTP API: see
+:class:`GenerateCaller`), ``/attention`` and ``/params`` (``gradio_client``) for a
+fixed time, after a warm-up. Reports requests served,
 p50/p95 latency per endpoint, errors (queue-full rejections counted apart:
 they are the server saying "busy", not failing) and the server's resident
 memory after the warm-up, at its peak and at the end.
@@ -124,23 +125,57 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def one_call(client: Any, endpoint: str, rng: random.Random, tokens: int, tally: Tally, record: bool) -> None:
+class GenerateCaller:
+    """Streams ``/generate`` through Gradio's documented HTTP API: ``POST /gradio_api/call/generate``,
+    then that event's server-sent messages, on one kept-alive connection.
+
+    Not ``gradio_client`` for this endpoint: every ``submit`` there builds new HTTP clients with
+    fresh TLS contexts (even for http://), which measured most of the 0.3 core the clients took
+    from the two cores they share with the server; this costs a few lines of parsing a message.
+    """
+
+    def __init__(self, url: str, timeout: float = 600) -> None:
+        import httpx
+        self.http = httpx.Client(base_url=url, timeout=timeout)
+
+    def __call__(self, *data: Any) -> tuple[float | None, dict]:
+        """``(perf_counter() when the first message came, or None; the last message)`` of one call
+        with the endpoint's arguments ``data``; raises the server's error (its text), or when the
+        stream ended without its final message."""
+        reply = self.http.post("/gradio_api/call/generate", json={"data": list(data)})
+        if reply.status_code != 200:
+            raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:200]}")
+        first, last, event = None, None, None
+        with self.http.stream("GET", f"/gradio_api/call/generate/{reply.json()['event_id']}") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    payload = json.loads(line[5:])
+                    if event == "error":
+                        raise RuntimeError(payload.get("error") if isinstance(payload, dict) else str(payload))
+                    if first is None:
+                        first = time.perf_counter()
+                    last = payload[0] if isinstance(payload, list) and payload else payload
+                    if event == "complete":
+                        break
+        if not (isinstance(last, dict) and last.get("done")):
+            raise RuntimeError("the stream ended without its final message")
+        return first, last
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def one_call(client: Any, caller: GenerateCaller, endpoint: str, rng: random.Random, tokens: int, tally: Tally,
+             record: bool) -> None:
     prompt = rng.choice(PROMPTS) + " " * rng.randint(0, 2)          # vary the inputs past the caches
     start = time.perf_counter()
     first = None
     try:
         if endpoint == "generate":
-            job = client.submit(prompt, tokens, 1.0, 50, 1.0, rng.randint(0, 10**6), 3, api_name="/generate")
-            # Poll rather than iterate: gradio_client's iterator never ends when the submit itself
-            # failed (a queue-full 503), while job.done() does and job.result() raises the error.
-            while not job.done():
-                if first is None and job.outputs():
-                    first = time.perf_counter() - start
-                time.sleep(0.005)
-            job.result()
-            outputs = job.outputs()
-            if not (outputs and outputs[-1].get("done")):
-                raise RuntimeError(f"the stream ended without its final message ({len(outputs)} messages)")
+            reached, _ = caller(prompt, tokens, 1.0, 50, 1.0, rng.randint(0, 10**6), 3, "fp32")
+            first = None if reached is None else reached - start
         elif endpoint == "attention":
             out = client.predict(prompt, rng.randint(0, 1), rng.randint(0, 3),
                                  rng.choice(["single head", "all heads", "mean & max"]), api_name="/attention")
@@ -179,11 +214,13 @@ def run_clients(url: str, clients: int, seconds: float, tokens: int, tally: Tall
             with tally.lock:
                 tally.errors["connect"].append(f"{type(e).__name__}: {e}"[:300])
             return
+        caller = GenerateCaller(url)
         try:
             while time.perf_counter() < stop_at:
-                one_call(client, rng.choice(names), rng, tokens, tally, record)
+                one_call(client, caller, rng.choice(names), rng, tokens, tally, record)
         finally:
             client.close()
+            caller.close()
 
     threads = [threading.Thread(target=worker, args=(i,), name=f"client-{i}") for i in range(clients)]
     for t in threads:
@@ -305,13 +342,15 @@ def main(argv: list[str] | None = None) -> int:
                         "(bench.load_scaling); --tokens (default 50 there), --seconds per level")
     p.add_argument("--root", type=Path, default=ROOT, help="with --scaling: the checkout whose app.py is served")
     p.add_argument("--models", default="bundled,gpt2", help="with --scaling: bundled, gpt2 or both")
+    p.add_argument("--precisions", default="fp32",
+                   help="with --scaling: the /generate precisions measured, in turn (fp32, bf16, int8; default fp32)")
     args = p.parse_args(argv)
     if args.scaling:
         from . import load_scaling
         tokens = args.tokens if "--tokens" in (argv or sys.argv) else 50
         seconds = args.seconds if "--seconds" in (argv or sys.argv) else 20
         results = load_scaling.run(tokens, seconds, root=args.root, threads=None,
-                                   models=tuple(args.models.split(",")))
+                                   models=tuple(args.models.split(",")), precisions=tuple(args.precisions.split(",")))
         print(load_scaling.report(results, args.root))
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))

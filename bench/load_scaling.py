@@ -1,7 +1,8 @@
 """``python -m bench.load --scaling``: a classroom at once, only ``/generate``.
 
-For 1, 8 and 32 concurrent ``gradio_client`` clients (each its own session, as
-students' browsers are) against one ``app.py``: aggregate tokens/s, time to the
+For 1, 8 and 32 concurrent clients (each its own connection, as students'
+browsers are; Gradio's HTTP API, see :class:`bench.load.GenerateCaller`) against
+one ``app.py``: aggregate tokens/s, time to the
 first token and per request (p50/p95), errors and the server's RSS; on the
 bundled model and on a random gpt2 (124M, OpenAI's shape, Hugging Face layout).
 Every request uses seeded sampling, so its text is fixed by (prompt, seed): a
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .load import PROMPTS, ROOT, Server, percentile
+from .load import PROMPTS, ROOT, GenerateCaller, Server, percentile
 
 LEVELS = (1, 8, 32)
 
@@ -44,28 +45,17 @@ def gpt2_weights(folder: Path) -> Path:
     return folder / "gpt2" / "model.safetensors"
 
 
-def ask(client: Any, prompt: str, seed: int, tokens: int) -> Served:
+def ask(caller: GenerateCaller, prompt: str, seed: int, tokens: int, precision: str = "fp32") -> Served:
     start = time.perf_counter()
-    job = client.submit(prompt, tokens, 1.0, 50, 1.0, seed, 3, "fp32", api_name="/generate")
-    first = None
-    while not job.done():
-        if first is None and job.outputs():
-            first = time.perf_counter()
-        time.sleep(0.01)
-    job.result()
-    outputs = job.outputs()
-    last = outputs[-1] if outputs else {}
-    if not last.get("done"):
-        raise RuntimeError(f"the stream ended without its final message ({len(outputs)} messages)")
+    first, last = caller(prompt, tokens, 1.0, 50, 1.0, seed, 3, precision)
     end = time.perf_counter()
     return Served((prompt, seed), start, first if first is not None else end, end,
                   int(last["generated_tokens"]), last["generated_text"])
 
 
-def level(url: str, clients: int, seconds: float, tokens: int, seed: int) -> dict[str, Any]:
+def level(url: str, clients: int, seconds: float, tokens: int, seed: int, precision: str = "fp32") -> dict[str, Any]:
     """``clients`` clients each asking again as soon as served, for ``seconds`` (requests started by then
     run to their end); the figures."""
-    from gradio_client import Client
     served: list[Served] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -77,7 +67,8 @@ def level(url: str, clients: int, seconds: float, tokens: int, seed: int) -> dic
         rng = random.Random(seed * 1000 + i)
         client = None
         try:
-            client = Client(url, verbose=False)
+            client = GenerateCaller(url)
+            client.http.get("/config").raise_for_status()
         except Exception as e:  # noqa: BLE001
             with lock:
                 errors.append(f"connect: {type(e).__name__}: {e}"[:200])
@@ -88,7 +79,7 @@ def level(url: str, clients: int, seconds: float, tokens: int, seed: int) -> dic
         try:
             while time.perf_counter() < window["stop"]:
                 try:
-                    s = ask(client, rng.choice(PROMPTS), rng.randint(0, 10**6), tokens)
+                    s = ask(client, rng.choice(PROMPTS), rng.randint(0, 10**6), tokens, precision)
                 except Exception as e:  # noqa: BLE001 - counted and shown
                     with lock:
                         errors.append(f"{type(e).__name__}: {e}"[:200])
@@ -123,67 +114,73 @@ def level(url: str, clients: int, seconds: float, tokens: int, seed: int) -> dic
             "_served": served}
 
 
-def check_alone(url: str, served: list[Served], tokens: int, n: int, seed: int = 0) -> dict[str, Any]:
+def check_alone(url: str, served: list[Served], tokens: int, n: int, seed: int = 0,
+                precision: str = "fp32") -> dict[str, Any]:
     """Ask ``n`` of the requests served under load again, one at a time: the same text each time?"""
-    from gradio_client import Client
     sample = random.Random(seed).sample(served, min(n, len(served)))
-    client = Client(url, verbose=False)
+    client = GenerateCaller(url)
     try:
-        same = sum(ask(client, s.key[0], s.key[1], tokens).text == s.text for s in sample)
+        same = sum(ask(client, s.key[0], s.key[1], tokens, precision).text == s.text for s in sample)
     finally:
         client.close()
     return {"checked": len(sample), "identical": same}
 
 
 def run_model(weights: Path, name: str, tokens: int, seconds: float, warmup: float, root: Path,
-              threads: int, log: Path) -> dict[str, Any]:
+              threads: int | None, log: Path, precisions: tuple[str, ...] = ("fp32",)) -> list[dict[str, Any]]:
+    """One server for ``weights``; every level in each precision in turn. A result per precision."""
+    out = []
     server = Server(weights, queue_size=256, log=log, root=root, threads=threads)
     try:
         server.wait_ready()
-        level(server.url, 2, warmup, tokens, seed=99)                       # load, prepare, warm caches
-        results = []
-        for clients in LEVELS:
-            r = level(server.url, clients, seconds, tokens, seed=clients)
-            r["rss_mb"] = round(server.rss(), 1)
-            results.append(r)
-        loaded = [s for r in results if r["clients"] > 1 for s in r.pop("_served")]
-        results[0].pop("_served")
-        identity = check_alone(server.url, loaded, tokens, 8)
+        for precision in precisions:
+            level(server.url, 2, warmup, tokens, seed=99, precision=precision)   # load, prepare, warm caches
+            results = []
+            for clients in LEVELS:
+                r = level(server.url, clients, seconds, tokens, seed=clients, precision=precision)
+                r["rss_mb"] = round(server.rss(), 1)
+                results.append(r)
+            loaded = [s for r in results if r["clients"] > 1 for s in r.pop("_served")]
+            results[0].pop("_served")
+            identity = check_alone(server.url, loaded, tokens, 8, precision=precision)
+            one = results[0]["tokens_per_s"] or float("nan")
+            for r in results:
+                r["vs_one_client"] = round(r["tokens_per_s"] / one, 2)
+            out.append({"model": name, "precision": precision, "weights": str(weights), "tokens": tokens,
+                        "levels": results, "identity": identity})
     finally:
         server.stop()
-    one = results[0]["tokens_per_s"] or float("nan")
-    for r in results:
-        r["vs_one_client"] = round(r["tokens_per_s"] / one, 2)
-    return {"model": name, "weights": str(weights), "tokens": tokens, "levels": results, "identity": identity}
+    return out
 
 
 def run(tokens: int = 50, seconds: float = 20, warmup: float = 6, root: Path = ROOT, threads: int | None = None,
-        models: tuple[str, ...] = ("bundled", "gpt2")) -> list[dict[str, Any]]:
+        models: tuple[str, ...] = ("bundled", "gpt2"), precisions: tuple[str, ...] = ("fp32",)
+        ) -> list[dict[str, Any]]:
     out = []
     with tempfile.TemporaryDirectory(prefix="load-scaling-") as tmp:
         for name in models:
             weights = ROOT / "weights" / "default.safetensors" if name == "bundled" else gpt2_weights(Path(tmp))
-            out.append(run_model(weights, name, tokens, seconds, warmup, Path(root), threads,
-                                 Path(tmp) / f"server-{name}.log"))
+            out += run_model(weights, name, tokens, seconds, warmup, Path(root), threads,
+                             Path(tmp) / f"server-{name}.log", precisions)
     return out
 
 
 def report(results: list[dict[str, Any]], root: Path = ROOT) -> str:
     lines = [f"Scaling: concurrent /generate clients, seeded sampling, {results[0]['tokens']} new tokens per "
-             f"request, fp32; server: {root}/app.py", "",
-             "| model | clients | tokens/s (all clients) | vs 1 client | first token p50 / p95 s | "
+             f"request; server: {root}/app.py", "",
+             "| model | precision | clients | tokens/s (all clients) | vs 1 client | first token p50 / p95 s | "
              "request p50 / p95 s | requests | errors | RSS MiB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m in results:
         for r in m["levels"]:
-            lines.append(f"| {m['model']} | {r['clients']} | {r['tokens_per_s']:.1f} | {r['vs_one_client']:.2f}x | "
+            lines.append(f"| {m['model']} | {m.get('precision', 'fp32')} | {r['clients']} | {r['tokens_per_s']:.1f} | {r['vs_one_client']:.2f}x | "
                          f"{r['first_token_s']['p50']:.2f} / {r['first_token_s']['p95']:.2f} | "
                          f"{r['request_s']['p50']:.2f} / {r['request_s']['p95']:.2f} | {r['requests']} | "
                          f"{r['errors']} | {r['rss_mb']:.0f} |")
     lines.append("")
     for m in results:
         i = m["identity"]
-        lines.append(f"{m['model']}: {i['identical']} of {i['checked']} requests served under load gave the "
+        lines.append(f"{m['model']} {m.get('precision', 'fp32')}: {i['identical']} of {i['checked']} requests served under load gave the "
                      "same text when asked again alone.")
         for r in m["levels"]:
             lines += [f"  error ({r['clients']} clients): {e}" for e in r["error_examples"]]

@@ -137,6 +137,23 @@ def test_one_users_bad_request_does_not_disturb_another(live):
         client.close()
 
 
+def test_the_load_tests_caller_streams_and_says_what_went_wrong(live):
+    """bench.load's HTTP caller: the time of the first message and the final record, or the
+    server's own message as the error."""
+    from bench.load import GenerateCaller
+    _, url = live
+    caller = GenerateCaller(url)
+    try:
+        start = time.perf_counter()
+        first, last = caller("The cat sat", 6, 0.0, 0, 1.0, None, 2, "fp32")
+        assert last["done"] and 1 <= last["generated_tokens"] <= 6 and last["settings"]["max_new_tokens"] == 6
+        assert start < first < time.perf_counter()
+        with pytest.raises(RuntimeError, match="Prompt is empty"):
+            caller("", 6, 0.0, 0, 1.0, None, 2, "fp32")
+    finally:
+        caller.close()
+
+
 @pytest.mark.slow
 def test_load_short_version():
     from bench import load
