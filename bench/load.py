@@ -32,7 +32,7 @@ import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = [
@@ -125,6 +125,29 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def read_stream(lines: Iterable[str], clock: Callable[[], float] = time.perf_counter) -> tuple[float | None, dict]:
+    """``(clock() when the first token's message came, or None; the last message)`` of one call's
+    server-sent events (``event: generating|complete|error|heartbeat`` lines, each followed by its
+    ``data:`` line). Heartbeats (every 15 s while a request waits) are not messages of the call;
+    an error event raises its text; a stream without its final record raises."""
+    first, last, event = None, None, None
+    for line in lines:
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:") and event in ("generating", "complete", "error"):
+            payload = json.loads(line[5:])
+            if event == "error":
+                raise RuntimeError(payload.get("error") if isinstance(payload, dict) else str(payload))
+            if first is None:
+                first = clock()
+            last = payload[0] if isinstance(payload, list) and payload else payload
+            if event == "complete":
+                break
+    if not (isinstance(last, dict) and last.get("done")):
+        raise RuntimeError("the stream ended without its final message")
+    return first, last
+
+
 class GenerateCaller:
     """Streams ``/generate`` through Gradio's documented HTTP API: ``POST /gradio_api/call/generate``,
     then that event's server-sent messages, on one kept-alive connection.
@@ -145,23 +168,8 @@ class GenerateCaller:
         reply = self.http.post("/gradio_api/call/generate", json={"data": list(data)})
         if reply.status_code != 200:
             raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:200]}")
-        first, last, event = None, None, None
         with self.http.stream("GET", f"/gradio_api/call/generate/{reply.json()['event_id']}") as stream:
-            for line in stream.iter_lines():
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    payload = json.loads(line[5:])
-                    if event == "error":
-                        raise RuntimeError(payload.get("error") if isinstance(payload, dict) else str(payload))
-                    if first is None:
-                        first = time.perf_counter()
-                    last = payload[0] if isinstance(payload, list) and payload else payload
-                    if event == "complete":
-                        break
-        if not (isinstance(last, dict) and last.get("done")):
-            raise RuntimeError("the stream ended without its final message")
-        return first, last
+            return read_stream(stream.iter_lines())
 
     def close(self) -> None:
         self.http.close()

@@ -13,7 +13,13 @@ when. What changes is only how the numbers are laid out and called:
 - ``int8`` stores each weight row as int8 with one bf16 scale per output
   (weight-only quantisation: activations stay bf16) — half the bytes of bf16;
 - one preallocated cache holds the keys and values of every layer, and the
-  vocabulary head is applied to the last position only.
+  vocabulary head is applied to the last position only;
+- a product holds at most :attr:`FastWeights.exact_rows` rows, the most for which
+  every row was measured to come out bit for bit as it does alone
+  (:mod:`playground.row_invariance`), so a row's numbers do not depend on how many
+  others share its pass (the continuous batcher's promise; bf16 and int8 here).
+  fp32 keeps its faster one-row layout where one was chosen: a row decoded alone
+  and in a batch then differ in the last bits of float32.
 
 Decoding one token is memory-bound: every weight is read once per step, so
 bytes per weight set the speed limit (fp32 4, bf16 2, int8 1).

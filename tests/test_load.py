@@ -154,6 +154,22 @@ def test_the_load_tests_caller_streams_and_says_what_went_wrong(live):
         caller.close()
 
 
+def test_the_callers_stream_reader_skips_heartbeats():
+    """A request waiting in the queue gets a heartbeat every 15 s: not its first token."""
+    from bench.load import read_stream
+    ticks = iter(range(100))
+    lines = ["event: heartbeat", "data: null", "", "event: heartbeat", "data: null", "",
+             'event: generating', 'data: [{"done": false, "step": 0}]', "",
+             'event: generating', 'data: [{"done": true, "generated_tokens": 1}]', "",
+             'event: complete', 'data: [{"done": true, "generated_tokens": 1}]']
+    first, last = read_stream(lines, clock=lambda: next(ticks))
+    assert first == 0 and last == {"done": True, "generated_tokens": 1}
+    with pytest.raises(RuntimeError, match="without its final message"):
+        read_stream(lines[:9])
+    with pytest.raises(RuntimeError, match="busy"):
+        read_stream(["event: heartbeat", "data: null", "event: error", 'data: {"error": "busy"}'])
+
+
 @pytest.mark.slow
 def test_load_short_version():
     from bench import load
