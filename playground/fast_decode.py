@@ -328,6 +328,35 @@ class FastWeights:
         x = F.layer_norm(x, (self.cfg.emb_dim,), self.ln_f[0], self.ln_f[1], self.eps)
         return self._product(self.head, "__call__", x).float()
 
+    def _check_room(self, cache: FusedKVCache, end: int) -> None:
+        """Positions up to ``end`` fit the context window and ``cache``."""
+        check_context(end, self.cfg.context_length)
+        if end > cache.max_len:
+            raise ValueError(f"KV cache full: {end} > {cache.max_len} positions")
+
+    @staticmethod
+    def _chunk_mask(t: int, start: int, device: torch.device) -> torch.Tensor | None:
+        """For ``t > 1`` new positions after ``start`` cached ones: ``(T, start + T)``, True where query
+        i (position start+i) may see the key; None where no mask is needed."""
+        return ~future_mask(t, start + t, start, device) if start > 0 and t > 1 else None
+
+    def _split_heads(self, qkv: torch.Tensor, b: int, t: int) -> torch.Tensor:
+        """``(B*T, 3E)`` projections -> ``(B, T, 3, H, D)``."""
+        return qkv.view(b, t, 3, self.cfg.n_heads, self.cfg.head_dim)
+
+    def _attend(self, kv: torch.Tensor, qkv: torch.Tensor, start: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """Attention of the ``T`` new positions ``qkv`` ``(B, T, 3, H, D)`` that follow ``start`` cached ones
+        in the layer cache ``kv`` ``(B, 2, H, L, D)``: stores their keys and values there, then attends
+        over the fresh keys (causal) on an empty cache or over the cache otherwise. ``(B, H, T, D)``."""
+        end = start + qkv.shape[1]
+        kv[:, :, :, start:end].copy_(qkv[:, :, 1:].permute(0, 2, 3, 1, 4))  # (B, 2, H, T, D)
+        q = qkv[:, :, 0].transpose(1, 2)                                    # (B, H, T, D)
+        if start == 0:  # nothing cached before: attend over the fresh keys as computed
+            k, v = qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+            return F.scaled_dot_product_attention(q, k, v, is_causal=end > 1)
+        return F.scaled_dot_product_attention(q.to(kv.dtype), kv[:, 0, :, :end], kv[:, 1, :, :end],
+                                              attn_mask=mask).to(self.dtype)
+
     @torch.inference_mode()
     def forward(self, idx: torch.Tensor, cache: FusedKVCache) -> torch.Tensor:
         """Logits ``(B, V)`` (float32) of the last position of ``idx`` ``(B, T)``.
@@ -338,28 +367,14 @@ class FastWeights:
         b, t = idx.shape
         start = cache.length
         end = start + t
-        check_context(end, self.cfg.context_length)
-        if end > cache.max_len:
-            raise ValueError(f"KV cache full: {end} > {cache.max_len} positions")
-        h, d, e = self.cfg.n_heads, self.cfg.head_dim, self.cfg.emb_dim
+        self._check_room(cache, end)
+        e = self.cfg.emb_dim
         x = F.embedding(idx, self.tok_emb) + self.pos_emb[start:end]             # (B, T, E)
         x = x.to(self.dtype).reshape(b * t, e)                                  # (B*T, E)
-        causal = start == 0 and t > 1
-        mask = None
-        if start > 0 and t > 1:  # a chunk after cached tokens: query i sees keys <= start+i
-            mask = ~future_mask(t, end, start, idx.device)                      # (T, end)
+        mask = self._chunk_mask(t, start, idx.device)
 
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
-            kv = cache.kv[i]                                                    # (B, 2, H, L, D)
-            qkv = qkv.view(b, t, 3, h, d)                                       # (B, T, 3, H, D)
-            kv[:, :, :, start:end].copy_(qkv[:, :, 1:].permute(0, 2, 3, 1, 4))  # (B, 2, H, T, D)
-            q = qkv[:, :, 0].transpose(1, 2)                                    # (B, H, T, D)
-            if start == 0:  # nothing cached before: attend over the fresh keys as computed
-                k, v = qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
-                ctx = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (B, H, T, D)
-            else:           # over the cache
-                ctx = F.scaled_dot_product_attention(q.to(kv.dtype), kv[:, 0, :, :end], kv[:, 1, :, :end],
-                                                     attn_mask=mask).to(self.dtype)
+            ctx = self._attend(cache.kv[i], self._split_heads(qkv, b, t), start, mask)   # (B, H, T, D)
             return ctx.transpose(1, 2).reshape(b * t, e)                        # (B*T, E)
         x = self._blocks(x, attend)
         cache.advance(t)
@@ -378,15 +393,13 @@ class FastWeights:
         when the whole pass succeeded, so a failed pass can be run again. The continuous
         batcher's step (:mod:`playground.batching`): decoding rows and joining prompts at once.
         """
-        h, d, e = self.cfg.n_heads, self.cfg.head_dim, self.cfg.emb_dim
+        e = self.cfg.emb_dim
         lengths = [int(ids.shape[0]) for ids, _ in segments]
         starts = [c.length for _, c in segments]
         for (ids, c), t, start in zip(segments, lengths, starts):
             if ids.ndim != 1 or t == 0:
                 raise ValueError("each segment is a non-empty 1-D tensor of ids")
-            check_context(start + t, self.cfg.context_length)
-            if start + t > c.max_len:
-                raise ValueError(f"KV cache full: {start + t} > {c.max_len} positions")
+            self._check_room(c, start + t)
         device = segments[0][0].device
         ids = torch.cat([s for s, _ in segments])                                   # (N,)
         positions = torch.cat([torch.arange(st, st + t, device=device) for st, t in zip(starts, lengths)])
@@ -395,24 +408,12 @@ class FastWeights:
         offsets = [0]
         for t in lengths:
             offsets.append(offsets[-1] + t)
-        masks = [~future_mask(t, st + t, st, device) if st > 0 and t > 1 else None
-                 for t, st in zip(lengths, starts)]                                 # (T, end) after cached keys
+        masks = [self._chunk_mask(t, st, device) for t, st in zip(lengths, starts)]
 
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
-            qkv = qkv.view(n, 3, h, d)                                              # (N, 3, H, D)
             ctx = torch.empty(n, e, dtype=self.dtype, device=device)               # (N, E)
             for (_, c), t, start, o, mask in zip(segments, lengths, starts, offsets, masks):
-                kv = c.kv[i]                                                        # (1, 2, H, L, D)
-                part = qkv[o:o + t].unsqueeze(0)                                    # (1, T, 3, H, D)
-                end = start + t
-                kv[:, :, :, start:end].copy_(part[:, :, 1:].permute(0, 2, 3, 1, 4))  # (1, 2, H, T, D)
-                q = part[:, :, 0].transpose(1, 2)                                   # (1, H, T, D)
-                if start == 0:  # nothing cached before: attend over the fresh keys as computed
-                    k, v = part[:, :, 1].transpose(1, 2), part[:, :, 2].transpose(1, 2)
-                    out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)  # (1, H, T, D)
-                else:           # over the cache
-                    out = F.scaled_dot_product_attention(q.to(kv.dtype), kv[:, 0, :, :end], kv[:, 1, :, :end],
-                                                         attn_mask=mask).to(self.dtype)
+                out = self._attend(c.kv[i], self._split_heads(qkv[o:o + t], 1, t), start, mask)  # (1, H, T, D)
                 ctx[o:o + t] = out[0].transpose(0, 1).reshape(t, e)                 # (T, E)
             return ctx
         x = self._blocks(x, attend)
