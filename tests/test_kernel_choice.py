@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from playground import kernel_choice
-from playground.fast_decode import FastWeights, PackedLinear
+from playground.fast_decode import FastWeights
+from playground.packed_linear import PackedLinear, layout_unavailable
 from tests.factories import make_model
 
 
@@ -77,8 +78,8 @@ def test_an_unwritable_cache_only_costs_a_trial_each_time(tmp_path, monkeypatch)
 def test_every_layout_computes_the_same_product(layout, bias):
     torch.manual_seed(0)
     w, b = torch.randn(40, 24), torch.randn(40) if bias else None
-    if layout.startswith("onednn") and not torch.backends.mkldnn.is_available():
-        pytest.skip("this torch has no oneDNN")
+    if (why := layout_unavailable(layout, torch.float32)) is not None:
+        pytest.skip(why)
     lin = PackedLinear(w, b, "fp32", layout)
     x, r = torch.randn(5, 24), torch.randn(5, 40)
     ref = x @ w.T + (b if b is not None else 0)
@@ -185,3 +186,27 @@ def test_the_two_row_counts_are_measured_and_remembered_apart(cache):
     assert (one, many) == ("dense_t", "dense")
     saved = json.loads(cache.read_text())
     assert sorted(saved.values()) == ["dense", "dense_t"] and any(k.endswith("| rows 8") for k in saved)
+
+
+def test_a_layout_the_cpu_cannot_run_is_refused_by_name_and_reported(monkeypatch):
+    """Where oneDNN cannot pack bf16 (AVX2-only CPUs), the trial leaves it out, forcing it names the reason,
+    and the Model tab says which layouts a precision cannot use and why."""
+    from playground import packed_linear
+    from playground.ui.views.model import model_markdown
+    why = "oneDNN cannot pack bfloat16 weights on this CPU (needs avx512bw)"
+    monkeypatch.setattr(packed_linear, "_onednn_refusal",
+                        lambda dtype: why if dtype == torch.bfloat16 else None)
+    assert packed_linear.layouts_missing("bf16") == {"onednn": why, "onednn_b8": why}
+    assert packed_linear.layouts_missing("fp32") == {} or not torch.backends.mkldnn.is_available()
+    with pytest.raises(ValueError, match="not available: oneDNN cannot pack"):
+        PackedLinear(torch.randn(8, 8), None, "bf16", "onednn")
+    w = torch.randn(16, 8)
+    assert PackedLinear(w, None, "bf16", working_set=w.numel() * 2).mode in ("dense", "dense_t")
+    info = {"loaded": True, "name": "m", "file": "m.safetensors", "file_size_bytes": 1, "layout": "ours",
+            "file_dtype": "float32", "sha256_prefix": "ab", "parameters": 1, "dtype": "float32", "device": "cpu",
+            "config": {"n_layers": 1, "n_heads": 1, "emb_dim": 8, "context_length": 8, "vocab_size": 9,
+                       "qkv_bias": False, "tie_embeddings": False},
+            "kernels": {"bf16": {"qkv": "dense"}}, "cpu": "AMD EPYC",
+            "kernels_missing": {"bf16": packed_linear.layouts_missing("bf16")}}
+    text = model_markdown(info)
+    assert "bf16 cannot use" in text and "`onednn_b8`: " + why in text

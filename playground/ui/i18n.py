@@ -296,6 +296,7 @@ PATTERNS: dict[str, str] = {
     "- **runs as:** {} on {}": "- **运行方式**：{}，在 {} 上",
     "- **fast decoder, {}:** {} (the fastest layouts measured on this {})": "- **快速解码器，{}**：{}（在这台 {} 上实测最快的布局）",
     "- **fast decoder, {}:** {}": "- **快速解码器，{}**：{}",
+    "- **{} cannot use** {}": "- **{} 不能使用** {}",
     "**It can:** {}": "**它能**：{}",
     "**It cannot:** {}": "**它不能**：{}",
     "**Measured:** {}": "**实测**：{}",

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..fast_decode import prepare_in_background, prepared_kernels
+from ..packed_linear import layouts_missing
 from ..kernel_choice import cpu_name
 from ..model import GPTModel
 from ..model_card import ModelCard, card_for
@@ -77,6 +78,9 @@ class Snapshot:
             # The fast decoder's layout per matrix, measured on this machine (playground.kernel_choice).
             "kernels": prepared_kernels(self.model),
             "cpu": cpu_name() if self.device == "cpu" else None,
+            # Layouts this CPU cannot run for a prepared precision, and why (then another one runs).
+            "kernels_missing": {p: missing for p in prepared_kernels(self.model)
+                                if (missing := layouts_missing(p, self.device))},
         }
 
 

@@ -31,7 +31,9 @@ def model_markdown(info: dict[str, Any]) -> str:
             + "".join(f"\n- **fast decoder, {precision}:** " + ", ".join(f"`{m} {k}`" for m, k in kernels.items())
                       for precision, kernels in info.get("kernels", {}).items())
             + (f" (the fastest layouts measured on this `{info['cpu']}`)" if info.get("kernels") and info.get("cpu")
-               else ""))
+               else "")
+            + "".join(f"\n- **{precision} cannot use** " + "; ".join(f"`{layout}`: {why}" for layout, why in missing.items())
+                      for precision, missing in info.get("kernels_missing", {}).items()))
 
 
 def card_markdown(holder: ModelHolder, lang: str = "en") -> str:
