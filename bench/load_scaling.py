@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .load import PROMPTS, ROOT, GenerateCaller, Server, percentile
+from .serving import PROMPTS, ROOT, GenerateCaller, Server, percentile
 
 LEVELS = (1, 8, 32)
 

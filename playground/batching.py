@@ -41,10 +41,9 @@ from typing import Iterator
 import torch
 
 from .fast_decode import DEFAULT_PRECISION, FastWeights, fast_weights
-from .generation import IdStep
 from .kv_cache import FusedKVCache
 from .model import GPTModel
-from .sampling import SamplingParams, pick_next
+from .sampling import IdStep, SamplingParams, pick_next
 
 log = logging.getLogger("playground.batching")
 

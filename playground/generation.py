@@ -12,24 +12,24 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator, Protocol
 
 import torch
 
 from .fast_decode import fast_weights, precision_for
 from .model import GPTModel
-from .sampling import SamplingParams, pick_next
+from .sampling import IdStep, SamplingParams, pick_next
 from .tokenizer import Tokenizer, get_tokenizer
 
-if TYPE_CHECKING:
-    from .batching import Batcher
 
 
-@dataclass
-class IdStep:
-    ids: torch.Tensor    # (B,) the chosen ids
-    probs: torch.Tensor  # (B, V) the distribution they were drawn from
-    cropped: bool        # the window no longer holds the whole text
+class SharedBatch(Protocol):
+    """What :func:`stream_generate` needs of a shared batch (:class:`playground.batching.Batcher`), named
+    here so that the engine's loop does not import the batcher (which would close an import cycle)."""
+
+    def stream(self, model: GPTModel, idx: torch.Tensor, max_new_tokens: int, params: SamplingParams,
+               generator: torch.Generator | None = None, stop_id: int | None = None,
+               precision: str | None = None) -> Iterator[IdStep]: ...
 
 
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
@@ -143,7 +143,7 @@ def stream_generate(model: GPTModel, prompt: "str | list[int]", max_new_tokens: 
                     temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0,
                     seed: int | None = None, n_alternatives: int = 5, stop_at_eot: bool = True,
                     tokenizer: Tokenizer | None = None, precision: str | None = None,
-                    batcher: "Batcher | None" = None) -> Iterator[TokenStep]:
+                    batcher: SharedBatch | None = None) -> Iterator[TokenStep]:
     """Stream a continuation of ``prompt`` token by token (batch 1).
 
     ``precision``: see :func:`stream_ids` (None: the model's own dtype). With a ``batcher``

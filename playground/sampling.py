@@ -7,6 +7,14 @@ from dataclasses import dataclass
 import torch
 
 
+@dataclass
+class IdStep:
+    """One decoding step of a batch: what the engine's loop and the shared batch both yield."""
+    ids: torch.Tensor    # (B,) the chosen ids
+    probs: torch.Tensor  # (B, V) the distribution they were drawn from
+    cropped: bool        # the window no longer holds the whole text
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """temperature 0 means greedy; top_k 0/None and top_p 1.0 mean no filtering."""
