@@ -88,7 +88,7 @@ def test_predicts_english_better_than_chance(model):
 
 
 def test_has_a_previous_token_head_and_an_induction_head(model):
-    from playground.inspection.attention import head_scores
+    from playground.inspection.head_scores import head_scores
     from playground.tokenizer import get_tokenizer
 
     scores = head_scores(model, get_tokenizer().encode(TEXT), seq_len=100, batch=8, seed=0)

@@ -9,10 +9,12 @@ import torch
 
 from playground.config import GPTConfig
 from playground.hooks import capture
-from playground.inspection.attention import (
-    capture_attention, current_token_score, entropy_score, first_token_score, head_scores,
-    induction_score, previous_token_score, prompt_induction_score, repeat_targets, repeated_random_tokens,
+from playground.inspection.attention import capture_attention
+from playground.inspection.head_scores import (
+    current_token_score, entropy_score, first_token_score, head_scores,
+    induction_score, previous_token_score, prompt_induction_score, repeat_targets,
 )
+from playground.inspection.random_tokens import repeated_random_tokens
 from playground.model import GPTModel
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from playground.config import GPTConfig
-from playground.inspection.attention import capture_attention, head_scores
+from playground.inspection.attention import capture_attention
+from playground.inspection.head_scores import head_scores
 from playground.inspection.figures.attention import (
     aggregate_figure, head_figure, head_scores_figure, layer_figure,
 )

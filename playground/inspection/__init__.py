@@ -19,8 +19,9 @@ package imports no plotly, so training and the API do not pay for it.
 Every function that runs the model does so under ``torch.inference_mode()``,
 in eval mode (restored afterwards), with hooks that are always removed.
 """
-from .attention import (SCORE_DOCS, SCORE_NAMES, AttentionCapture, HeadScores, capture_attention,
-                        head_scores, repeated_random_tokens)
+from .attention import AttentionCapture, capture_attention
+from .head_scores import SCORE_DOCS, SCORE_NAMES, HeadScores, head_scores
+from .random_tokens import repeated_random_tokens
 from .logit_lens import LogitLens, TokenTrajectory, logit_lens
 from .next_token import NextTokenDistribution, next_token_distribution, stage_distributions
 from .params import ParamBreakdown, ParamCheck, check_parameters, count_parameters, param_breakdown

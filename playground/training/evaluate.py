@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..inspection.attention import head_scores
+from ..inspection.head_scores import head_scores
 from ..inspection.inputs import eval_mode
 from ..model import GPTModel
 from .data import SourceTokens

@@ -59,13 +59,13 @@ def best_heads(model: GPTModel, text_windows: Sequence[torch.Tensor], seq_len: i
                batch: int = 8, seed: int = 0, pool: np.ndarray | None = None) -> dict[str, Any]:
     """Previous-token score (averaged over ``text_windows``) and induction score of every head.
 
-    Uses :func:`playground.inspection.attention.head_scores` (hook point
+    Uses :func:`playground.inspection.head_scores.head_scores` (hook point
     ``trf_blocks.{i}.att.hook_pattern``); induction is measured on ``seq_len``
     uniformly random tokens repeated twice, and, with ``pool``, also on random
     tokens drawn from ``pool`` only (``induction_seen``): a small corpus never
     shows the model most of the 50,257 ids, whose embeddings stay untrained.
     """
-    from ..inspection.attention import head_scores
+    from ..inspection.head_scores import head_scores
 
     prev = []
     induction = None

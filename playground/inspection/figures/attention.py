@@ -17,7 +17,8 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from ..attention import SCORE_DOCS, SCORE_NAMES, AttentionCapture, HeadScores
+from ..attention import AttentionCapture
+from ..head_scores import SCORE_DOCS, SCORE_NAMES, HeadScores
 from .axes import fit_step, label_step, token_ticks, window
 
 HEAD_VIEW_TOKENS = 256    # one head: at most this many queries and keys by default

@@ -7,8 +7,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from ...inspection.attention import (SCORE_DOCS, SCORE_NAMES, AttentionCapture, HeadScores, capture_attention,
-                                     head_scores)
+from ...inspection.attention import AttentionCapture, capture_attention
+from ...inspection.head_scores import SCORE_DOCS, SCORE_NAMES, HeadScores, head_scores
 from ...inspection.export import dumps
 from ...inspection.figures.attention import aggregate_figure, head_figure, head_scores_figure, layer_figure
 from ...tokenizer import get_tokenizer
