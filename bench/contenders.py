@@ -23,6 +23,8 @@ SHAPES = {  # name -> (layers, width, heads), OpenAI's sizes
     "gpt2-medium": (24, 1024, 16),
 }
 GREEDY = SamplingParams(temperature=0)
+OURS = ("fp32", "bf16", "int8")                          # our precisions
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}   # the peer's
 
 
 @dataclass

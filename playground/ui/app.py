@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -48,6 +48,86 @@ def badge_text(holder: ModelHolder, lang: str = "en") -> str:
     return f"**Model:** {name}<span class='badge-more'>{more}</span>"
 
 
+def _header(ctx: AppContext) -> tuple[gr.Button, gr.Textbox, gr.Textbox]:
+    """The title, the model badge and the switches (``ctx.badge``, ``ctx.present``, ``ctx.lang``); returns the
+    copy-link button, the link box and the hidden field naming the open tab."""
+    with gr.Row(equal_height=True):
+        gr.Markdown("# GPT-2 Playground\nSee how a GPT-2-style model works inside.", elem_id="title")
+        ctx.badge = gr.Markdown(elem_id="model-badge")
+        with gr.Column(scale=0, min_width=260, elem_id="header-switches"):
+            ctx.present = gr.Checkbox(label="Presentation mode (large text, high contrast)", value=False,
+                                      elem_id="present")
+            ctx.lang = gr.Radio(LANG_CHOICES, value="en", show_label=False, elem_id="lang-switch",
+                                container=False)
+            copy_link = gr.Button("Copy link to this view", size="sm", elem_id="copy-link")
+    link_box = gr.Textbox(label="Link to this view", visible=False, buttons=["copy"], elem_id="link-box",
+                          interactive=False)
+    current_tab = gr.Textbox(value=generate.TAB_ID, visible="hidden", elem_id="current-tab")
+    return copy_link, link_box, current_tab
+
+
+def link_loader(ctx: AppContext, built: dict[str, Any], tabs: gr.Tabs, current_tab: gr.Textbox,
+                link_fields: list[tuple[str, str, Any]], following: set) -> Callable[[gr.Request], dict]:
+    """The page-load handler: opens the linked tab with its controls set (``?tab=attention&layer=3``), the
+    prompt in every tab that follows it, the header and Model tab filled. The layer and head sliders fit
+    the loaded model; a linked value beyond it is clamped."""
+    holder = ctx.holder
+    att, walk, params_tab, model_tab = (built[attention.TAB_ID], built[walkthrough.TAB_ID],
+                                        built[parameters.TAB_ID], built[model.TAB_ID])
+
+    def ui_on_load(request: gr.Request) -> dict:
+        holder.ensure_loaded()
+        link = deeplink.parse(dict(request.query_params) if request else {})
+        snap = holder.current()
+        cfg = snap.model.cfg if snap else PRESETS["gpt2"]
+        tab = link.tab or generate.TAB_ID
+        update: dict[Any, Any] = {tabs: gr.update(selected=tab), current_tab: tab,
+                                  ctx.badge: badge_text(holder, current_lang()),
+                                  model_tab.info: model_view.model_markdown(holder.info()),
+                                  model_tab.card: model_view.card_markdown(holder, current_lang())}
+        if link.present is not None:
+            update[ctx.present] = link.present
+        update[ctx.lang] = lang_of(request)
+        values = dict(link.values)
+        if tab == parameters.TAB_ID:
+            p_cfg = parameters.config_from_link(values)
+            if p_cfg is not None:
+                values.update(zip(parameters.FIELDS, parameters.config_values(p_cfg)))
+                update.update(parameters.outputs_for(params_tab, ctx, p_cfg, bool(link.present)))
+        for tab_id, name, comp in link_fields:
+            if name in values and (tab_id == tab or (name == "prompt" and comp in following)):
+                update[comp] = values[name]
+        for tab_id, comp, name, count in ((attention.TAB_ID, att.layer, "layer", cfg.n_layers),
+                                          (attention.TAB_ID, att.head, "head", cfg.n_heads),
+                                          (walkthrough.TAB_ID, walk.layer, "layer", cfg.n_layers),
+                                          (walkthrough.TAB_ID, walk.head, "head", cfg.n_heads)):
+            linked = values.get(name) if tab == tab_id else None
+            update[comp] = gr.update(maximum=max(count - 1, 1),
+                                     value=min(linked, count - 1) if linked is not None else 0)
+        return update
+    return ui_on_load
+
+
+def _wire_language(demo: gr.Blocks, loaded: Any, switched: Any) -> None:
+    """Every built text keyed for ``gr.I18n``. Tables take their headers from their value, which gr.I18n does
+    not reach: the page's load sends them in its language. The tab bar keeps the labels it read when the page
+    mounted: after the switch has changed Gradio's locale, every tab is sent its (translation-keyed) label
+    again to redraw it."""
+    missing = localize(demo.blocks.values())
+    if missing:
+        log.debug("texts without a 中文 translation: %s", missing)
+    all_tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    tables = [b for b in demo.blocks.values() if has_own_headers(b)]
+
+    def ui_table_headers():
+        return {table: table_headers(table, current_lang()) for table in tables}
+
+    def ui_relabel():
+        return {**{tab: gr.update(label=tab.label) for tab in all_tabs}, **ui_table_headers()}
+    loaded.then(ui_table_headers, None, tables, **LIGHT, **PRIVATE)
+    switched.then(ui_relabel, None, all_tabs + tables, **LIGHT, **PRIVATE)
+
+
 def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_model_change: bool = True,
                queue_size: int = 64, max_upload_mb: int | None = None, batcher: Batcher | None = None) -> gr.Blocks:
     """The whole app around ``holder``'s model. Launch with ``theme.launch_kwargs()`` (the same
@@ -58,18 +138,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                      batcher or Batcher.from_env())
 
     with gr.Blocks(title="GPT-2 Playground", delete_cache=(3600, 3600)) as demo:
-        with gr.Row(equal_height=True):
-            gr.Markdown("# GPT-2 Playground\nSee how a GPT-2-style model works inside.", elem_id="title")
-            ctx.badge = gr.Markdown(elem_id="model-badge")
-            with gr.Column(scale=0, min_width=260, elem_id="header-switches"):
-                ctx.present = gr.Checkbox(label="Presentation mode (large text, high contrast)", value=False,
-                                          elem_id="present")
-                ctx.lang = gr.Radio(LANG_CHOICES, value="en", show_label=False, elem_id="lang-switch",
-                                    container=False)
-                copy_link = gr.Button("Copy link to this view", size="sm", elem_id="copy-link")
-        link_box = gr.Textbox(label="Link to this view", visible=False, buttons=["copy"], elem_id="link-box",
-                              interactive=False)
-        current_tab = gr.Textbox(value=generate.TAB_ID, visible="hidden", elem_id="current-tab")
+        copy_link, link_box, current_tab = _header(ctx)
 
         # "wrap", not Gradio's "⋯" menu: it measures the bar once, before presentation mode enlarges the page,
         # and then hides the last tabs behind a menu a room cannot see.
@@ -106,41 +175,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
         link_fields = [(tab_id, name, comp) for tab_id, t in built.items()
                        for name, comp in t.link_controls().items()]
         params_tab = built[parameters.TAB_ID]
-
-        @guarded
-        def ui_on_load(request: gr.Request):
-            holder.ensure_loaded()
-            link = deeplink.parse(dict(request.query_params) if request else {})
-            snap = holder.current()
-            cfg = snap.model.cfg if snap else PRESETS["gpt2"]
-            tab = link.tab or generate.TAB_ID
-            model_tab = built[model.TAB_ID]
-            update: dict[Any, Any] = {tabs: gr.update(selected=tab), current_tab: tab,
-                                      ctx.badge: badge_text(holder, current_lang()),
-                                      model_tab.info: model_view.model_markdown(holder.info()),
-                                      model_tab.card: model_view.card_markdown(holder, current_lang())}
-            if link.present is not None:
-                update[ctx.present] = link.present
-            update[ctx.lang] = lang_of(request)
-            values = dict(link.values)
-            if tab == parameters.TAB_ID:
-                p_cfg = parameters.config_from_link(values)
-                if p_cfg is not None:
-                    values.update(zip(parameters.FIELDS, parameters.config_values(p_cfg)))
-                    update.update(parameters.outputs_for(params_tab, ctx, p_cfg, bool(link.present)))
-            for tab_id, name, comp in link_fields:
-                if name in values and (tab_id == tab or (name == "prompt" and comp in following)):
-                    update[comp] = values[name]
-            # The layer and head sliders fit the loaded model; a linked value beyond it is clamped.
-            walk = built[walkthrough.TAB_ID]
-            for tab_id, comp, name, count in ((attention.TAB_ID, att.layer, "layer", cfg.n_layers),
-                                              (attention.TAB_ID, att.head, "head", cfg.n_heads),
-                                              (walkthrough.TAB_ID, walk.layer, "layer", cfg.n_layers),
-                                              (walkthrough.TAB_ID, walk.head, "head", cfg.n_heads)):
-                linked = values.get(name) if tab == tab_id else None
-                update[comp] = gr.update(maximum=max(count - 1, 1),
-                                         value=min(linked, count - 1) if linked is not None else 0)
-            return update
+        ui_on_load = guarded(link_loader(ctx, built, tabs, current_tab, link_fields, following))
 
         @guarded
         def ui_link(tab, present_on, *values):
@@ -189,22 +224,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                                        **LIGHT, **PRIVATE)
 
         api.register(holder, MODEL_QUEUE, ctx.batcher)
-        missing = localize(demo.blocks.values())
-        if missing:
-            log.debug("texts without a 中文 translation: %s", missing)
-        # Tables take their headers from their value, which gr.I18n does not reach: the page's load sends them
-        # in its language. The tab bar keeps the labels it read when the page mounted: after the switch has
-        # changed Gradio's locale, every tab is sent its (translation-keyed) label again to redraw it.
-        all_tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab)]
-        tables = [b for b in demo.blocks.values() if has_own_headers(b)]
-
-        def ui_table_headers():
-            return {table: table_headers(table, current_lang()) for table in tables}
-
-        def ui_relabel():
-            return {**{tab: gr.update(label=tab.label) for tab in all_tabs}, **ui_table_headers()}
-        loaded.then(ui_table_headers, None, tables, **LIGHT, **PRIVATE)
-        switched.then(ui_relabel, None, all_tabs + tables, **LIGHT, **PRIVATE)
+        _wire_language(demo, loaded, switched)
 
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
     return demo
