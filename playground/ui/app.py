@@ -51,15 +51,14 @@ def badge_text(holder: ModelHolder, lang: str = "en") -> str:
 def _header(ctx: AppContext) -> tuple[gr.Button, gr.Textbox, gr.Textbox]:
     """The title, the model badge and the switches (``ctx.badge``, ``ctx.present``, ``ctx.lang``); returns the
     copy-link button, the link box and the hidden field naming the open tab."""
-    with gr.Row(equal_height=True):
-        gr.Markdown("# GPT-2 Playground\nSee how a GPT-2-style model works inside.", elem_id="title")
+    with gr.Row(equal_height=True, elem_id="header"):       # one line: the figure below starts high
+        gr.Markdown("## GPT-2 Playground", elem_id="title", min_width=230)
         ctx.badge = gr.Markdown(elem_id="model-badge")
-        with gr.Column(scale=0, min_width=260, elem_id="header-switches"):
-            ctx.present = gr.Checkbox(label="Presentation mode (large text, high contrast)", value=False,
-                                      elem_id="present")
-            ctx.lang = gr.Radio(LANG_CHOICES, value="en", show_label=False, elem_id="lang-switch",
-                                container=False)
-            copy_link = gr.Button("Copy link to this view", size="sm", elem_id="copy-link")
+        ctx.present = gr.Checkbox(label="Presentation mode", value=False, elem_id="present", container=False,
+                                  scale=0, min_width=190)
+        ctx.lang = gr.Radio(LANG_CHOICES, value="en", show_label=False, elem_id="lang-switch", container=False,
+                            scale=0, min_width=170)
+        copy_link = gr.Button("Copy link to this view", size="sm", elem_id="copy-link", scale=0, min_width=170)
     link_box = gr.Textbox(label="Link to this view", visible=False, buttons=["copy"], elem_id="link-box",
                           interactive=False)
     current_tab = gr.Textbox(value=generate.TAB_ID, visible="hidden", elem_id="current-tab")

@@ -154,12 +154,37 @@ def wire_view(t: Any, ctx: AppContext, fn: Callable, triggers: list) -> None:
 def examples_with_note(tab_id: str, prompt: gr.Textbox) -> gr.Markdown:
     """The tab's example prompts under ``prompt`` and a line saying what to look at in the chosen one
     (call inside the tab's layout; it follows the prompt box, empty for the user's own text)."""
+    example_prompts(tab_id, prompt)
+    return example_hint(tab_id, prompt)
+
+
+def example_prompts(tab_id: str, prompt: gr.Textbox) -> None:
+    """The tab's example prompts, filling ``prompt`` when clicked."""
     gr.Examples(ex.prompts(tab_id), inputs=[prompt], label="Example prompts", cache_examples=False,
                 api_visibility="private")
+
+
+def example_hint(tab_id: str, prompt: gr.Textbox) -> gr.Markdown:
+    """A line saying what to look at in the chosen example (empty for the user's own text)."""
     note = gr.Markdown(_note_text(tab_id, prompt.value), elem_id=f"{tab_id}-example-note",
                        elem_classes="example-note")
     prompt.change(lambda p: _note_text(tab_id, p), [prompt], [note], show_progress="hidden", **LIGHT, **PRIVATE)
     return note
+
+
+# =========================================================================== the stage layout
+# Every view: a thin bar with the prompt, the main button and the one or two controls that matter, the
+# figure under it filling the screen, everything else (examples, advanced settings, tables, downloads) in a
+# collapsed section below. At 1280x720 in presentation mode the bar and the figure fit one screen.
+
+def stage_bar() -> gr.Row:
+    """The compact bar above a view's figure (use as ``with stage_bar():``)."""
+    return gr.Row(equal_height=True, elem_classes=["stage-bar"])
+
+
+def stage_more(label: str = "More: examples, settings, tables and downloads") -> gr.Accordion:
+    """The collapsed section under a view's figure."""
+    return gr.Accordion(label, open=False, elem_classes=["stage-more"])
 
 
 def _note_text(tab_id: str, prompt: Any) -> str:

@@ -10,6 +10,8 @@ from typing import Any
 import gradio as gr
 import plotly.graph_objects as go
 
+from ..inspection.figures.palette import TEMPLATE
+
 SANS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
 MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
 
@@ -29,8 +31,6 @@ _SIZES = "\n".join(f"  --{name}: var(--text-{size});" for name, size in [
 
 CSS = f"""
 .gradio-container {{ max-width: 1500px !important; }}
-#title h1 {{ margin-bottom: 0; }}
-#model-badge p {{ margin: 0; }}
 .token-help {{ font-size: var(--text-sm); color: var(--body-text-color-subdued); }}
 .walk-file {{ font-family: var(--font-mono); font-size: var(--text-sm); color: var(--body-text-color-subdued); }}
 .walk-code {{ font-size: var(--text-sm); line-height: 1.45; white-space: pre-wrap; overflow-wrap: anywhere;
@@ -52,28 +52,39 @@ body.presentation {{
 }}
 body.presentation .gradio-container {{ max-width: none !important; padding-top: 4px !important; }}
 /* A projector shows ~720 px: the open tab's main figure comes first, the controls after it. */
-body.presentation #title p {{ display: none; }}
-body.presentation #model-badge {{ font-size: var(--text-sm); }}
-body.presentation #model-badge .badge-more {{ display: none; }}
-body.presentation #header-switches {{ flex-direction: row; min-width: 540px !important; align-items: center; }}
-body.presentation #header-switches > * {{ flex: 1 1 0; }}
-body.presentation #header-switches > #present {{ flex: 1.4 1 0; min-width: 170px; }}
-body.presentation #header-switches > #lang-switch {{ flex: 1.5 1 0; }}
-body.presentation #title h1 {{ white-space: nowrap; }}
-/* The header's switches and the tab bar stay compact, so the figure starts high and every tab fits 1280 px. */
-body.presentation #present, body.presentation #present *, body.presentation #lang-switch,
-body.presentation #lang-switch * {{ font-size: 16px; }}
+/* One header line: title, model, switches. */
+#header {{ flex-wrap: nowrap; align-items: center; gap: 12px; }}
+#title, #present, #lang-switch {{ flex: 0 0 auto !important; width: auto !important; }}
+#title {{ min-width: 220px !important; }}
+#present {{ min-width: 200px !important; }}
+#lang-switch {{ min-width: 180px !important; }}
+#title h2 {{ margin: 0; white-space: nowrap; font-size: var(--text-xl); }}
+#model-badge {{ flex: 1 1 auto; overflow: hidden; min-width: 0 !important; }}
+#model-badge p {{ margin: 0; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }}
+#present label, #lang-switch label {{ white-space: nowrap; }}
 #lang-switch .wrap {{ flex-wrap: nowrap; }}
-#lang-switch label {{ padding: 2px 6px; white-space: nowrap; }}
-body.presentation #copy-link {{ font-size: 16px; padding: 2px 8px; }}
+#lang-switch label {{ padding: 2px 6px; }}
+#copy-link {{ white-space: nowrap; }}
+body.presentation #model-badge .badge-more {{ display: none; }}
+body.presentation #present, body.presentation #present *, body.presentation #lang-switch,
+body.presentation #lang-switch *, body.presentation #copy-link {{ font-size: 16px; }}
+body.presentation #model-badge {{ font-size: 18px; }}
 body.presentation #tabs [role="tab"] {{ font-size: 18px; padding: 4px 9px; }}
+/* The stage layout (common.stage_bar): one thin bar of controls over the figure. */
+.stage-bar {{ gap: 8px; align-items: end; flex-wrap: nowrap; }}
+.stage-bar > * {{ min-width: 0 !important; }}
+.stage-bar textarea {{ min-height: 0 !important; }}
+.stage-bar button {{ align-self: stretch; white-space: nowrap; }}
+.example-note p {{ margin: 2px 0; }}
+.stage-more {{ margin-top: 8px; }}
+body.presentation .stage-bar {{ gap: 6px; }}
+body.presentation .stage-bar .block {{ padding: 4px 8px !important; }}
 /* The figure's own title says what it is: Gradio's label box over it would cover that title. */
 body.presentation [data-testid="block-label"] {{ display: none; }}
-body.presentation #title h1 {{ font-size: var(--text-xl); }}
-body.presentation #att-fig, body.presentation #trace-fig, body.presentation #lens-fig,
+body.presentation #trace-fig, body.presentation #lens-fig,
 body.presentation #next-fig, body.presentation #ablate-fig, body.presentation #attr-fig,
 body.presentation #patch-fig, body.presentation #compare-fig, body.presentation #surprisal-text {{ order: -2; }}
-body.presentation #att-note, body.presentation #patch-note, body.presentation #attr-note {{ order: -1; }}
+body.presentation #patch-note, body.presentation #attr-note {{ order: -1; }}
 body.presentation #p-summary {{ order: -3; }}
 body.presentation #alt-row {{ flex-direction: column; }}
 body.presentation #p-figs {{ order: -2; flex-direction: column; }}
@@ -148,8 +159,8 @@ def launch_kwargs(max_upload_mb: int | None = None) -> dict[str, Any]:
                 max_file_size=mb * 2**20, i18n=gradio_i18n(), app_kwargs={"middleware": [Middleware(EarlyLocale)]})
 
 
-PROJECTOR_TEXT = 18            # px: every text inside a figure in presentation mode (ticks, cells, legends)
-PROJECTOR_TITLE = 24
+PROJECTOR_TEXT = 20            # px: every text inside a figure in presentation mode (ticks, cells, legends)
+PROJECTOR_TITLE = 28
 PROJECTOR_HEIGHT = 480
 
 
@@ -167,14 +178,19 @@ def _colorbar_titles_beside(fig: go.Figure) -> None:
 
 
 def style_figure(fig: go.Figure, present: bool = False) -> go.Figure:
-    """Presentation mode: every text of the figure at least ``PROJECTOR_TEXT`` px (titles larger), cell text
+    """Every figure in the app's template (:mod:`playground.inspection.figures.palette`). Presentation mode: every text of the figure at least ``PROJECTOR_TEXT`` px (titles larger), cell text
     included, and a figure tall enough to read from the back of a room."""
     if fig is None:
         return fig
+    fig.update_layout(template=TEMPLATE)     # the app's own look (palette.py): fonts, grid, white ground
+    if any(trace.type == "heatmap" for trace in fig.data):
+        fig.update_xaxes(showgrid=False, zeroline=False)       # a grid over cells only competes with them
+        fig.update_yaxes(showgrid=False, zeroline=False)
     _colorbar_titles_beside(fig)
     if not present:
         return fig
-    fig.update_layout(font=dict(size=PROJECTOR_TEXT), title_font_size=PROJECTOR_TITLE,
+    # High contrast: black text on white, the grid kept faint so it does not compete with the data.
+    fig.update_layout(font=dict(size=PROJECTOR_TEXT, color="#000"), title_font_size=PROJECTOR_TITLE,
                       hoverlabel=dict(font_size=PROJECTOR_TEXT), legend_font_size=PROJECTOR_TEXT)
     fig.update_xaxes(tickfont_size=PROJECTOR_TEXT, title_font_size=PROJECTOR_TEXT + 2)
     fig.update_yaxes(tickfont_size=PROJECTOR_TEXT, title_font_size=PROJECTOR_TEXT + 2)

@@ -5,8 +5,10 @@ from typing import Any, Sequence
 
 import plotly.graph_objects as go
 
-CHOSEN = "#d62728"
-OTHER = "#4c78a8"
+from .palette import ACCENT, CATEGORIES
+
+CHOSEN = ACCENT
+OTHER = CATEGORIES[0]
 
 
 def alternatives_figure(rows: Sequence[Sequence[Any]], title: str = "") -> go.Figure:

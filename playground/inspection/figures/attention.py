@@ -20,12 +20,13 @@ from plotly.subplots import make_subplots
 from ..attention import AttentionCapture
 from ..head_scores import SCORE_DOCS, SCORE_NAMES, HeadScores
 from .axes import fit_step, label_step, token_ticks, window
+from .palette import SEQUENTIAL
 
 HEAD_VIEW_TOKENS = 256    # one head: at most this many queries and keys by default
 GRID_VIEW_TOKENS = 96     # each small heatmap of a layer grid
 LOG_FLOOR = 1e-4
 KEYS_ON_TOP = 32          # short prompts read like a matrix (keys on top); long ones keep the title clear
-COLORSCALE = "Blues"
+COLORSCALE = SEQUENTIAL
 
 
 def _view(cap: AttentionCapture, w: torch.Tensor, query_window, key_window, limit: int,
@@ -219,7 +220,7 @@ def head_scores_figure(scores: HeadScores, name: str | None = None) -> go.Figure
         fig.add_trace(go.Heatmap(
             z=z, x=heads, y=layers, customdata=cells, name=n, visible=i == 0,
             text=np.vectorize(lambda x: "" if np.isnan(x) else f"{x:.2f}")(z), texttemplate="%{text}" if z.size <= 400 else None,
-            colorscale="Viridis" if n == "entropy" else "Blues",
+            colorscale=SEQUENTIAL,
             zmin=0.0, zmax=None if n == "entropy" else 1.0, colorbar=dict(title=n.replace("_", " ")),
             hovertemplate=f"layer %{{customdata[0]}}, head %{{customdata[1]}}<br>{n}: %{{z:.3f}}<extra></extra>",
         ))

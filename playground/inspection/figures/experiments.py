@@ -23,6 +23,7 @@ from ..inputs import visible
 from ..patching import Patching
 from ..surprisal import Surprisal
 from .axes import short
+from .palette import DIVERGING, NEGATIVE, POSITIVE
 
 FONT = 16
 TITLE_FONT = 20
@@ -200,14 +201,14 @@ def attribution_figure(attr: Attribution) -> go.Figure:
     fig.add_trace(go.Heatmap(
         z=grid, x=list(range(attr.n_heads)), y=list(range(attr.n_layers)),
         text=[[f"{v:.{digits}f}" for v in row] for row in grid], texttemplate="%{text}" if show_text else None,
-        textfont=dict(size=FONT), colorscale="RdBu", zmid=0.0, zmin=-big, zmax=big, xgap=1, ygap=1,
+        textfont=dict(size=FONT), colorscale=DIVERGING, zmid=0.0, zmin=-big, zmax=big, xgap=1, ygap=1,
         hovertemplate="L%{y}H%{x}: %{z:.3f}<extra></extra>",
         colorbar=dict(title=dict(text="head", font=dict(size=FONT)), tickfont=dict(size=FONT), x=1.02),
     ), row=1, col=1)
     names = [c["name"] for c in others][::-1]
     values = [c["value"] for c in others][::-1]
     fig.add_trace(go.Bar(
-        x=values, y=names, orientation="h", marker_color=["#2166ac" if v >= 0 else "#b2182b" for v in values],
+        x=values, y=names, orientation="h", marker_color=[POSITIVE if v >= 0 else NEGATIVE for v in values],
         text=[f"{v:+.2f}" for v in values], textposition="outside", textfont=dict(size=FONT), cliponaxis=False,
         hovertemplate="%{y}: %{x:.3f}<extra></extra>", showlegend=False,
     ), row=1, col=2)
@@ -240,7 +241,7 @@ def patching_figure(p: Patching) -> go.Figure:
     fig = go.Figure(go.Heatmap(
         z=z, x=list(range(n_cols)), y=list(p.layers), text=[[f"{v:.2f}" for v in row] for row in z],
         texttemplate="%{text}" if n_cols <= 24 else None, textfont=dict(size=FONT),
-        colorscale="RdBu", zmid=0.0, zmin=-1.0, zmax=1.0, xgap=1, ygap=1, hovertemplate=hover,
+        colorscale=DIVERGING, zmid=0.0, zmin=-1.0, zmax=1.0, xgap=1, ygap=1, hovertemplate=hover,
         colorbar=dict(title=dict(text="restored", font=dict(size=FONT)), tickfont=dict(size=FONT)),
     ))
     fig.update_xaxes(title_text=x_title, tickmode="array", tickvals=xs, ticktext=ticks, tickangle=-45)

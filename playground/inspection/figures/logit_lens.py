@@ -10,6 +10,7 @@ from plotly.subplots import make_subplots
 from .axes import short, token_ticks, window
 from ..inputs import visible
 from ..logit_lens import LogitLens, TokenTrajectory
+from .palette import SEQUENTIAL
 
 LENS_VIEW_TOKENS = 128     # positions shown by default (the last ones)
 CELL_TEXT_LIMIT = 40       # above this many positions, cell text would be unreadable: hover only
@@ -41,7 +42,7 @@ def logit_lens_figure(lens: LogitLens, *, position_window: tuple[int, int] | Non
     fig = go.Figure(go.Heatmap(
         z=z, x=pos, y=list(range(n_layers)), text=text, customdata=hover,
         texttemplate="%{text}" if show_text else None, textfont=dict(size=10),
-        hovertemplate="%{customdata}<extra></extra>", colorscale="Blues", zmin=0.0, zmax=1.0,
+        hovertemplate="%{customdata}<extra></extra>", colorscale=SEQUENTIAL, zmin=0.0, zmax=1.0,
         colorbar=dict(title="top-1 prob"),
     ))
     notes = []

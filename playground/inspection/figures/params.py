@@ -4,9 +4,10 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from ..params import GROUPS, ParamBreakdown, ParamLine, fmt_int
+from .palette import CATEGORIES
 
-GROUP_COLORS = {"embeddings": "#4C78A8", "transformer blocks": "#F58518",
-                "final norm": "#54A24B", "output head": "#E45756"}
+GROUP_COLORS = {"embeddings": CATEGORIES[0], "transformer blocks": CATEGORIES[1],
+                "final norm": CATEGORIES[2], "output head": CATEGORIES[5]}
 
 
 def params_treemap(bd: ParamBreakdown) -> go.Figure:

@@ -16,15 +16,15 @@ from .axes import short
 from ..kv_view import KVTrace
 from ..sampling_tree import SamplingTree, TreeNode
 from ..walkthrough import Walkthrough, WalkStep
+from .palette import ACCENT, DIVERGING, SEQUENTIAL
 
 MIN_FONT = 16
 TITLE_FONT = 20
 MIN_HEIGHT = 360
 LABEL_MARGIN = 150      # px left of the plot for token labels
-DIVERGING = "RdBu_r"    # vectors: negative blue, positive red, 0 white
-WEIGHTS = "Blues"
+WEIGHTS = SEQUENTIAL
 MASKED = "#bdbdbd"
-GREEDY = "#d62728"
+GREEDY = ACCENT
 MEMORY = "#31a354"
 OTHER = "#6baed6"
 

@@ -8,8 +8,8 @@ import gradio as gr
 
 from ...inspection.figures.attention import head_scores_figure
 from .. import validate as v
-from ..common import (DEFAULT_PROMPT, LIGHT, MODEL_QUEUE, PRIVATE, AppContext, examples_with_note, export_file,
-                      guarded, wire_view)
+from ..common import (DEFAULT_PROMPT, LIGHT, MODEL_QUEUE, PRIVATE, AppContext, example_hint, example_prompts,
+                      export_file, guarded, stage_bar, stage_more, wire_view)
 from ..theme import style_figure
 from ..views import attention as att_view
 
@@ -58,37 +58,37 @@ class AttentionTab:
 
 def build(ctx: AppContext) -> AttentionTab:
     with gr.Tab("Attention", id=TAB_ID, elem_id="tab-attention") as tab:
-        with gr.Row():
-            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt (follows the Generate prompt)", lines=2,
-                                scale=4, max_length=v.MAX_PROMPT_CHARS, elem_id="att-prompt")
-            button = gr.Button("Show attention", variant="primary", scale=1, elem_id="att-btn")
-        examples_with_note(TAB_ID, prompt)
-        with gr.Row():
-            layer = gr.Slider(0, 11, value=0, step=1, label="Layer", elem_id="att-layer")
-            head = gr.Slider(0, 11, value=0, step=1, label="Head", elem_id="att-head")
-            view = gr.Radio(VIEW_CHOICES, value="head", label="View", elem_id="att-view")
-        with gr.Accordion("Long prompts", open=False):
+        with stage_bar():
+            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt (follows the Generate prompt)", lines=1,
+                                max_lines=3, scale=5, max_length=v.MAX_PROMPT_CHARS, elem_id="att-prompt")
+            layer = gr.Slider(0, 11, value=0, step=1, label="Layer", scale=2, min_width=150, elem_id="att-layer")
+            head = gr.Slider(0, 11, value=0, step=1, label="Head", scale=2, min_width=150, elem_id="att-head")
+            view = gr.Dropdown(VIEW_CHOICES, value="head", label="View", scale=2, min_width=150, elem_id="att-view")
+            button = gr.Button("Show attention", variant="primary", scale=1, min_width=120, elem_id="att-btn")
+        example_hint(TAB_ID, prompt)
+        figure = gr.Plot(label="Attention weights", elem_id="att-fig")
+        note = gr.Markdown(elem_id="att-note")
+        with stage_more("Head scores: what kind of head is each one?"):
+            gr.Markdown("Click a cell of the table to open that head above. "
+                        + " ".join(f"**{att_view.SCORE_LABELS[n]}**: {doc}." for n, doc in att_view.SCORE_DOCS.items()))
+            score = gr.Radio(SCORE_CHOICES, value="previous_token", label="Score shown in the table",
+                             elem_id="att-score")
+            with gr.Row():
+                grid = gr.Dataframe(interactive=False, label="layer x head (click a cell)", elem_id="score-grid",
+                                    max_height=420)
+                scores_fig = gr.Plot(label="Score grid", elem_id="scores-fig")
+        with stage_more("More: examples, long prompts, downloads"):
+            example_prompts(TAB_ID, prompt)
             with gr.Row():
                 tokens_shown = gr.Slider(2, v.ATTENTION_TOKENS, value=64, step=1,
                                          label="Tokens shown (the last N unless a start is set)")
                 window_start = gr.Number(value=None, precision=0, label="Window starts at token (0 = the first of your text; empty = the end)")
                 log_scale = gr.Checkbox(label="Log colour scale", value=False)
                 hide_first = gr.Checkbox(label="Hide the first-token column (attention sink)", value=False)
-        note = gr.Markdown(elem_id="att-note")
-        figure = gr.Plot(label="Attention weights", elem_id="att-fig")
-        gr.Markdown("### Head scores: what kind of head is each one?\n"
-                    "Click a cell of the table to open that head above. "
-                    + " ".join(f"**{att_view.SCORE_LABELS[n]}**: {doc}." for n, doc in att_view.SCORE_DOCS.items()))
-        score = gr.Radio(SCORE_CHOICES, value="previous_token", label="Score shown in the table",
-                         elem_id="att-score")
-        with gr.Row():
-            grid = gr.Dataframe(interactive=False, label="layer x head (click a cell)", elem_id="score-grid",
-                                max_height=420)
-            scores_fig = gr.Plot(label="Score grid", elem_id="scores-fig")
-        with gr.Row():
-            json_btn = gr.DownloadButton("Download JSON (weights + scores)", size="sm")
-            csv_btn = gr.DownloadButton("Download CSV (this head)", size="sm")
-            scores_csv = gr.DownloadButton("Download CSV (head scores)", size="sm")
+            with gr.Row():
+                json_btn = gr.DownloadButton("Download JSON (weights + scores)", size="sm")
+                csv_btn = gr.DownloadButton("Download CSV (this head)", size="sm")
+                scores_csv = gr.DownloadButton("Download CSV (head scores)", size="sm")
         scores = gr.State(None)
         key = gr.State(None)
     return AttentionTab(tab, prompt, button, layer, head, view, tokens_shown, window_start, log_scale, hide_first,

@@ -56,7 +56,8 @@ def check_generate(snap: Snapshot, prompt: Any, max_new_tokens: Any = 50, temper
 
 # Probability bands for colouring generated tokens: a legend an audience can read at a glance.
 PROB_BANDS = ((0.5, "p ≥ 50%"), (0.1, "10–50%"), (0.01, "1–10%"), (0.0, "p < 1%"))
-PROB_COLORS = {"p ≥ 50%": "#1a9850", "10–50%": "#a6d96a", "1–10%": "#fee08b", "p < 1%": "#f46d43"}
+# Light to dark blue by probability (read by lightness: safe for colour-blind viewers; no red/green pair).
+PROB_COLORS = {"p ≥ 50%": "#2171b5", "10–50%": "#6baed6", "1–10%": "#c6dbef", "p < 1%": "#f2f2f2"}
 
 
 def prob_band(p: float) -> str:
