@@ -20,6 +20,18 @@ from playground.config import GPTConfig  # noqa: E402
 from playground.model import GPTModel  # noqa: E402
 from tests.factories import TINY, make_model  # noqa: E402
 
+# Fixtures that launch the app (a server on a port, or a browser on it): every test using one is marked
+# ``slow``, so ``make test-fast`` (-m "not slow") starts none. Tests that launch a server inline carry
+# the mark themselves.
+SERVER_FIXTURES = frozenset({"live", "server", "http_url", "app_url", "page", "browser"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def tiny_cfg() -> GPTConfig:
     return TINY
