@@ -60,9 +60,12 @@ def test_next_token_probabilities_sum_to_one_at_every_stage(api, prompt, tempera
 
 
 @PROPS
-@given(prompt=prompts, n=st.integers(1, 12), temperature=st.floats(1e-30, 1e-4), seed=st.integers(0, 2**32 - 1),
-       precision=st.sampled_from(["fp32", "int8"]))
+@given(prompt=prompts, n=st.integers(1, 12), temperature=st.floats(1e-30, 1e-12), seed=st.integers(0, 2**32 - 1),
+       precision=st.just("fp32"))
 def test_a_tiny_temperature_gives_the_greedy_ids(api, prompt, n, temperature, seed, precision):
+    """Up to 1e-12: float32 logits near the top differ by 1e-7 or more, so the runner-up's weight is
+    exp(-1e5) = 0. fp32 only: int8's logits are coarse enough to tie exactly (4.5 and 4.5 after "The cat
+    sat"), and a tie is drawn either way at any temperature while greedy takes the first."""
     def ids(t: float) -> list[int]:
         *_, last = api["generate"](prompt, n, t, 0, 1.0, seed, 1, precision)
         assert last["done"] and last["generated_tokens"] == n

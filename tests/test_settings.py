@@ -67,3 +67,17 @@ def test_lock_model_switches_off_model_changes(weights):
         with pytest.raises(gr.Error, match="switched off"):
             load_file("tiny.safetensors")
         assert app.holder.current() is None                     # nothing was loaded
+
+
+def test_main_applies_weights_device_and_the_upload_limit(weights, tmp_path, monkeypatch):
+    """``python app.py --weights W --device cpu``: the holder serves W on cpu; the launch gets the upload limit."""
+    import shutil
+    other = shutil.copy(weights, tmp_path / "other.safetensors")
+    with imported_app({"PLAYGROUND_WEIGHTS": str(weights), "PLAYGROUND_MAX_UPLOAD_MB": "12"}) as app:
+        launched: dict = {}
+        monkeypatch.setattr(app.demo, "launch", lambda **kw: launched.update(kw))
+        monkeypatch.setattr(app.demo, "block_thread", lambda: None)
+        app.main(["--weights", str(other), "--device", "cpu", "--port", "7999"])
+        assert str(app.holder.default_path) == str(other) and app.holder.device == "cpu"
+        assert launched["server_port"] == 7999 and launched["max_file_size"] == 12 * 2**20
+        assert app.holder.ensure_loaded().path.name == "other.safetensors"
