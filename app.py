@@ -26,23 +26,18 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # policy, while the passive one kept 50 (idle: 60 vs 79). OpenMP reads this once, before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from playground import settings as app_settings  # noqa: E402
 from playground.paths import DEFAULT_WEIGHTS, WEIGHTS_DIR  # noqa: E402
+from playground.settings import WEIGHTS_ENV  # noqa: E402
 from playground.ui import ModelHolder, build_demo, launch_kwargs  # noqa: E402
 
-WEIGHTS_ENV = "PLAYGROUND_WEIGHTS"
-DEVICE_ENV = "PLAYGROUND_DEVICE"          # cpu / cuda / cuda:1; default: cuda when present
-LOCK_ENV = "PLAYGROUND_LOCK_MODEL"        # 1: hide the Model tab's load/upload/download controls
-QUEUE_ENV = "PLAYGROUND_QUEUE_SIZE"       # requests waiting at most (default 64)
-# PLAYGROUND_MAX_UPLOAD_MB (read by playground.ui.validate.upload_limit_mb): largest upload, default 1024
-
-
-def _on(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-holder = ModelHolder(os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS, device=os.environ.get(DEVICE_ENV) or None)
-demo = build_demo(holder, weights_dir=WEIGHTS_DIR, allow_model_change=not _on(LOCK_ENV),
-                  queue_size=int(os.environ.get(QUEUE_ENV) or 64))
+# Every PLAYGROUND_* setting (weights, device, lock, queue size, upload limit, batch): playground/settings.py.
+settings = app_settings.from_env()
+holder = ModelHolder(settings.weights, device=settings.device)
+batcher = settings.batcher()              # every generation's shared batch (tests read its state)
+demo = build_demo(holder, weights_dir=WEIGHTS_DIR, allow_model_change=not settings.lock_model,
+                  queue_size=settings.queue_size, max_upload_mb=settings.max_upload_mb,
+                  batcher=batcher)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
         holder.device = args.device
     # Load while the server starts; the first request waits for it if it comes sooner.
     threading.Thread(target=holder.ensure_loaded, name="load-default", daemon=True).start()
-    demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True, **launch_kwargs())
+    demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True,
+                **launch_kwargs(settings.max_upload_mb))
     print(f"Serving after {time.perf_counter() - _STARTED:.1f} s; the model loads in the background.", flush=True)
     demo.block_thread()
 

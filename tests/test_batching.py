@@ -177,10 +177,12 @@ def test_rows_join_mid_way_and_leave_on_stop():
     assert late["ids"] == expected_late
     assert got == expected_long[:10]
     assert batcher.rows_per_step_max == 2                    # the late row joined the running one
-    deadline = time.time() + 5
-    while batcher.active_rows() and time.time() < deadline:
-        time.sleep(0.01)
+    steps = -1
+    while batcher.steps_run != steps:                        # until nothing runs any more
+        steps = batcher.steps_run
+        time.sleep(0.2)
     assert batcher.active_rows() == 0
+    assert steps < 100          # the closed row's 400 steps (backlog 1000: it never waits) were not all run
 
 
 def test_a_row_that_fails_ends_alone_and_the_batch_goes_on(monkeypatch):

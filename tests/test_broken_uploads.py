@@ -54,6 +54,7 @@ def test_each_broken_file_is_named_and_the_model_stays(tmp_path):
     assert holder.info()["loaded"] and answers(holder.require()) == expected
 
 
+@pytest.mark.slow
 def test_broken_uploads_while_another_user_generates(tmp_path):
     """Upload every broken file through the page while a second client streams a generation."""
     from gradio_client import Client

@@ -38,7 +38,7 @@ from playground.checkpoints import save_model
 from tests.factories import TINY, make_model
 
 EXAMPLES = int(os.environ.get("PLAYGROUND_FUZZ_EXAMPLES", "40"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
+FUZZ = settings(max_examples=EXAMPLES, deadline=None,        # replay: the profile in conftest.py
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])
 SECONDS_PER_CALL = 20           # a "hang": far beyond what a tiny model needs for any input

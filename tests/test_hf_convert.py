@@ -3,13 +3,12 @@ import json
 
 import pytest
 import torch
+import transformers  # pinned in requirements-dev.txt: a broken install fails here, never skips the reference
 from safetensors.torch import load_file, save_file
 
-transformers = pytest.importorskip("transformers")
-
-from playground.generation import generate  # noqa: E402
-from playground.tokenizer import get_tokenizer  # noqa: E402
-from playground.checkpoints import WeightsError, load_model  # noqa: E402
+from playground.generation import generate
+from playground.tokenizer import get_tokenizer
+from playground.checkpoints import WeightsError, load_model
 
 SHAPES = [
     dict(n_layer=2, n_head=4, n_embd=64, vocab_size=50257, n_positions=64),

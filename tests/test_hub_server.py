@@ -11,6 +11,7 @@ from typing import Iterator
 
 import pytest
 import torch
+import transformers  # pinned in requirements-dev.txt: a broken install fails here, never skips
 
 from playground.checkpoints import hub
 from playground.ui.state import ModelHolder
@@ -20,7 +21,6 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 def tiny_hf_gpt2(folder: Path) -> dict[str, bytes]:
     """A small random GPT2LMHeadModel saved by transformers: the files the Hub serves."""
-    transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64, vocab_size=50257)
     transformers.GPT2LMHeadModel(cfg).save_pretrained(folder, safe_serialization=True)

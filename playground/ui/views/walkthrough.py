@@ -97,13 +97,21 @@ def leaf_choices(tree: SamplingTree) -> list[tuple[str, int]]:
     return out
 
 
+def continue_window(context_length: int, n_new: int) -> int:
+    """How many of a leaf's last tokens a continuation of ``n_new`` tokens starts from: room left for the
+    new tokens where the window keeps at least as many for the text (no crop while generating), else the
+    whole window (generation then slides it, as the Generate tab does)."""
+    room = context_length - n_new
+    return room if room >= n_new else context_length
+
+
 def continue_leaf(snap: Snapshot, tree: SamplingTree, index: Any, n_new: int = 30) -> str:
     """Greedy text after the prompt and the chosen leaf's tokens."""
     paths = tree.leaf_paths()
     i = v.whole(index, "Leaf", 0, max(len(paths) - 1, 0), default=0)
     if not paths:
         raise v.InputError("Draw the tree first.")
-    ids = paths[i][-(snap.model.cfg.context_length - n_new):]
+    ids = paths[i][-continue_window(snap.model.cfg.context_length, n_new):]
     result = generate(snap.model, ids, n_new, temperature=0.0, stop_at_eot=False)
     tok = get_tokenizer()
     return tok.decode(ids) + result.text

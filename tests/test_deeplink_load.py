@@ -1,0 +1,126 @@
+"""Deep links applied at page load: ``ui_on_load`` (the page's load event) called with a fake request,
+no server and no browser. Every parameter of every tab: its value set, out-of-range layers and heads
+clamped to the loaded model, bad or unknown parameters ignored."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from playground.checkpoints import save_model
+from playground.inspection.walkthrough import STEP_IDS
+from playground.ui import build_demo, deeplink
+from playground.ui import app as ui_app
+from playground.ui.state import ModelHolder
+from tests.factories import TINY, make_model
+
+# One valid raw value (as a URL carries it) of every parameter a tab can take, and what the control gets.
+SAMPLES: dict[str, tuple[str, Any]] = {
+    "prompt": ("Linked prompt", "Linked prompt"), "max_new_tokens": ("40", 40), "temperature": ("0.8", 0.8),
+    "top_k": ("40", 40), "top_p": ("0.9", 0.9), "seed": ("7", 7), "precision": ("bf16", "bf16"),
+    "layer": ("1", 1), "head": ("2", 2), "view": ("all heads", "layer"), "score": ("sink", "first_token"),
+    "tokens_shown": ("16", 16), "window_start": ("3", 3), "log_scale": ("1", True), "hide_first": ("yes", True),
+    "expand": ("on", True), "step": ("attn_weights", STEP_IDS.index("attn_weights")),
+    "vocab_size": ("1000", 1000), "context_length": ("512", 512), "emb_dim": ("384", 384), "n_heads": ("16", 16),
+    "n_layers": ("6", 6), "qkv_bias": ("0", False), "tie_embeddings": ("1", True), "position": ("3", 3),
+    "show": ("7", 7), "stages": ("1", True), "heads": ("L0H1", "L0H1"), "mlps": ("1", "1"),
+    "target": (" mat", " mat"), "distractor": (" rug", " rug"), "clean": ("The cat", "The cat"),
+    "corrupted": ("The dog", "The dog"),
+}
+SLIDERS = {"layer", "head"}                 # updates with the loaded model's maximum, not plain values
+
+
+class FakeRequest:
+    """What ``ui_on_load`` reads of a ``gr.Request``: the page URL's query and the headers."""
+
+    def __init__(self, query: dict[str, str], headers: dict[str, str] | None = None) -> None:
+        self.query_params = query
+        self.headers = headers or {}
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory, request):
+    """The built page (not launched), its load handler and each tab's link controls."""
+    built: dict[str, Any] = {}
+    mp = pytest.MonkeyPatch()
+    for m in ui_app.TAB_MODULES:          # keep what each tab's build returns, to find its controls
+        mp.setattr(m, "build", lambda ctx, _build=m.build, _m=m: built.setdefault(_m.TAB_ID, _build(ctx)))
+    weights = save_model(make_model(), tmp_path_factory.mktemp("w") / "tiny.safetensors")
+    try:
+        demo = build_demo(ModelHolder(weights, device="cpu", hash_in_background=False))
+    finally:
+        mp.undo()
+    on_load = next(f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == "ui_on_load")
+    return on_load, {tab: t.link_controls() for tab, t in built.items()}, built
+
+
+def load(page, **query: str) -> dict:
+    on_load, _, _ = page
+    return on_load(FakeRequest(query))
+
+
+def value_of(update: Any) -> Any:
+    return update["value"] if isinstance(update, dict) and update.get("__type__") == "update" else update
+
+
+@pytest.mark.parametrize("tab, name", [(tab, name) for tab, names in deeplink.TAB_FIELDS.items() for name in names])
+def test_every_parameter_of_every_tab_sets_its_control(page, tab, name):
+    _, controls, _ = page
+    raw, expected = SAMPLES[name]
+    out = load(page, tab=tab, **{name: raw})
+    assert value_of(out[controls[tab][name]]) == expected
+    selected = [v for k, v in out.items() if isinstance(v, dict) and v.get("selected") is not None]
+    assert selected == [{"__type__": "update", "selected": tab}]
+
+
+def test_every_tab_and_parameter_has_a_sample():
+    assert {n for names in deeplink.TAB_FIELDS.values() for n in names} <= set(SAMPLES)
+    assert set(deeplink.TAB_FIELDS) == set(deeplink.TABS)
+
+
+@pytest.mark.parametrize("tab", ["attention", "walkthrough"])
+def test_layer_and_head_beyond_the_model_are_clamped(page, tab):
+    _, controls, _ = page
+    out = load(page, tab=tab, layer="99", head="1000")
+    layer, head = out[controls[tab]["layer"]], out[controls[tab]["head"]]
+    assert (layer["value"], layer["maximum"]) == (TINY.n_layers - 1, TINY.n_layers - 1)
+    assert (head["value"], head["maximum"]) == (TINY.n_heads - 1, TINY.n_heads - 1)
+
+
+@pytest.mark.parametrize("tab, name, raw", [
+    ("generate", "temperature", "99"), ("generate", "max_new_tokens", "0"), ("generate", "top_p", "0"),
+    ("generate", "precision", "fp64"), ("generate", "seed", "1.5"), ("attention", "tokens_shown", "1"),
+    ("attention", "view", "diagonal"), ("walkthrough", "step", "no_such_step"), ("walkthrough", "step", "99"),
+    ("next-token", "show", "51"), ("parameters", "n_heads", "65"), ("logit-lens", "position", "x"),
+])
+def test_a_value_out_of_its_range_is_ignored(page, tab, name, raw):
+    _, controls, _ = page
+    out = load(page, tab=tab, **{name: raw})
+    comp = controls[tab][name]
+    assert value_of(out.get(comp)) == value_of(load(page, tab=tab).get(comp))      # as with no value linked
+
+
+def test_unknown_parameters_and_tabs_are_ignored(page):
+    plain = load(page)
+    odd = load(page, tab="nowhere", bogus="1", LAYER="x", __proto__="1")
+    assert set(odd) == set(plain)
+    assert all(odd[k] == plain[k] for k in plain)
+    selected = [v for v in odd.values() if isinstance(v, dict) and v.get("selected") is not None]
+    assert selected == [{"__type__": "update", "selected": "generate"}]
+
+
+def test_a_linked_prompt_reaches_the_tabs_that_follow_the_generate_prompt(page):
+    _, controls, built = page
+    out = load(page, tab="attention", prompt="Shared words")
+    assert out[controls["attention"]["prompt"]] == "Shared words"
+    assert out[controls["generate"]["prompt"]] == "Shared words"       # the prompt all tabs follow
+    assert out[controls["next-token"]["prompt"]] == "Shared words"
+
+
+def test_present_and_lang_come_from_the_link(page):
+    on_load, _, _ = page
+    out = on_load(FakeRequest({"present": "1", "lang": "zh"}))
+    assert True in out.values() and "zh" in out.values()
+    out = on_load(FakeRequest({}, {"accept-language": "zh-CN,zh;q=0.9"}))
+    assert "zh" in out.values()
