@@ -9,7 +9,8 @@ variable                  meaning                                               
 ========================= ======================================================= ===============
 PLAYGROUND_WEIGHTS        weights file to serve (or gpt2, gpt2-medium, ...)       bundled model
 PLAYGROUND_DEVICE         cpu / cuda / cuda:1                                     cuda when there
-PLAYGROUND_LOCK_MODEL     1: hide the Model tab's load/upload/download controls   off
+PLAYGROUND_LOCK_MODEL     1: hide the Model tab's load/upload/download controls   off; on when
+                          (0 turns them on again on a Hugging Face Space)          SPACE_ID is set
 PLAYGROUND_QUEUE_SIZE     requests waiting at most ("Queue is full" beyond)       64
 PLAYGROUND_MAX_UPLOAD_MB  largest upload in MB                                    1024
 PLAYGROUND_MAX_BATCH      generations decoded together at most                    16
@@ -100,7 +101,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         weights=env.get(WEIGHTS_ENV, "").strip() or DEFAULT_WEIGHTS,
         device=env.get(DEVICE_ENV, "").strip() or None,
-        lock_model=bool(read(env, LOCK_ENV, _flag, False)),
+        # On a Hugging Face Space (SPACE_ID set) any visitor could swap the model for every open page, mid-talk:
+        # locked unless the owner turns it on with PLAYGROUND_LOCK_MODEL=0.
+        lock_model=bool(read(env, LOCK_ENV, _flag, bool(env.get("SPACE_ID", "").strip()))),
         queue_size=int(read(env, QUEUE_ENV, whole, DEFAULT_QUEUE_SIZE)),
         max_upload_mb=int(read(env, UPLOAD_ENV, whole, DEFAULT_UPLOAD_MB)),
         max_batch=int(read(env, MAX_BATCH_ENV, whole, DEFAULT_MAX_BATCH)),

@@ -81,3 +81,12 @@ def test_main_applies_weights_device_and_the_upload_limit(weights, tmp_path, mon
         assert str(app.holder.default_path) == str(other) and app.holder.device == "cpu"
         assert launched["server_port"] == 7999 and launched["max_file_size"] == 12 * 2**20
         assert app.holder.ensure_loaded().path.name == "other.safetensors"
+
+
+def test_a_space_locks_the_model_unless_its_owner_turns_it_on():
+    """On a Hugging Face Space (``SPACE_ID`` set) no visitor may swap the model for everyone by default."""
+    from playground.settings import from_env
+    assert not from_env({}).lock_model
+    assert from_env({"SPACE_ID": "someone/gpt2-playground"}).lock_model
+    assert not from_env({"SPACE_ID": "someone/gpt2-playground", "PLAYGROUND_LOCK_MODEL": "0"}).lock_model
+    assert from_env({"PLAYGROUND_LOCK_MODEL": "1"}).lock_model
