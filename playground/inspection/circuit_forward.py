@@ -119,9 +119,9 @@ def run_plain(model: GPTModel, ids: torch.Tensor, direction: torch.Tensor, *, tr
     outputs = [resid]
     head_inputs, head_outputs, mlp_inputs = [], [], []
     for block in model.trf_blocks:
-        x_heads = resid.unsqueeze(0).expand(n_heads, *resid.shape)               # (H, B, T, E) one copy each
-        if track:                                                                # ... with its own gradient
-            x_heads = x_heads.clone()
+        # (H, B, T, E): one copy per head; the expanded view is its own autograd node, whose
+        # gradient keeps the heads apart (head h's slice gets only head h's gradient)
+        x_heads = resid.unsqueeze(0).expand(n_heads, *resid.shape)
         heads = heads_forward(block, x_heads)                                    # (H, B, T, E)
         resid = resid + heads.sum(0) + block.att.out_proj.bias.detach()         # resid_mid
         x_mlp = resid.clone()                                                    # the MLP's own copy

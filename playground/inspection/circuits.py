@@ -132,8 +132,8 @@ def edge_scores(model: GPTModel, pair: CircuitPair) -> EdgeScores:
     """One clean forward with gradients, one corrupted forward; every edge's score from the two."""
     start = time.perf_counter()
     graph = graph_of(model)
-    direction = logit_direction(model, pair.target_id, pair.distractor_id)
-    with torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad():                  # callers may be in inference mode
+        direction = logit_direction(model, pair.target_id, pair.distractor_id).clone()
         clean = run_plain(model, pair.clean.ids.clone(), direction, track=True)
         grads, head_grads = reader_grads(clean, graph)                    # (n_down, T, E), (L, H, T, E)
     with torch.no_grad():
