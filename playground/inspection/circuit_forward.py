@@ -176,21 +176,27 @@ def run_masked(model: GPTModel, ids: torch.Tensor, keep: torch.Tensor, corrupted
 
 def _masked_chunk(model: GPTModel, graph: Graph, ids: torch.Tensor, keep: torch.Tensor, corrupted: Trace,
                   direction: torch.Tensor) -> torch.Tensor:
-    k = keep.shape[0]
-    n_heads = graph.n_heads
+    k, n_heads = keep.shape[0], graph.n_heads
     corr = corrupted.outputs[:, 0]                                               # (n_up, T, E)
-    diff = torch.empty((graph.n_upstream, k) + corr.shape[1:], dtype=corr.dtype, device=corr.device)
-    diff[0] = embed(model, ids)[0] - corr[0]                                     # (K, T, E) by broadcast
+    t, e = corr.shape[1:]
+    # differences this run - corrupted run, row-major per circuit so each reader's sum is one bmm
+    diff = torch.empty((k, graph.n_upstream, t * e), dtype=corr.dtype, device=corr.device)   # (K, n_up, T*E)
+    diff[:, 0] = (embed(model, ids)[0] - corr[0]).flatten()
+
+    def kept_sum(down: slice, p: int) -> torch.Tensor:                           # -> (K, readers, T*E)
+        return torch.bmm(keep[:, :p, down].transpose(1, 2), diff[:, :p])
+
     for layer, block in enumerate(model.trf_blocks):
-        p = graph.n_inputs(graph.head_down(layer, 0))
-        cols = slice(graph.head_down(layer, 0), graph.head_down(layer, 0) + n_heads)
+        first = graph.head_down(layer, 0)
+        mix = kept_sum(slice(first, first + n_heads), graph.n_inputs(first))      # (K, H, T*E)
         resid_pre = corrupted.head_inputs[layer][0, 0]                            # (T, E) corrupted resid_pre
-        x_heads = resid_pre + torch.einsum("kuh,ukte->hkte", keep[:, :p, cols], diff[:p])   # (H, K, T, E)
-        heads = heads_forward(block, x_heads)                                    # (H, K, T, E)
-        first = graph.head_up(layer, 0)
-        diff[first:first + n_heads] = heads - corrupted.head_outputs[layer]      # (H, K, T, E) - (H, 1, T, E)
-        p, v = graph.n_inputs(graph.mlp_down(layer)), graph.mlp_down(layer)
-        x_mlp = corrupted.mlp_inputs[layer][0] + torch.einsum("ku,ukte->kte", keep[:, :p, v], diff[:p])
-        diff[graph.mlp_up(layer)] = mlp_forward(block, x_mlp) - corr[graph.mlp_up(layer)]
-    final = corrupted.final[0] + torch.einsum("ku,ukte->kte", keep[:, :, graph.logits_down], diff)
+        x_heads = resid_pre + mix.view(k, n_heads, t, e).transpose(0, 1)          # (H, K, T, E)
+        heads = heads_forward(block, x_heads) - corrupted.head_outputs[layer]    # (H, K, T, E)
+        up = graph.head_up(layer, 0)
+        diff[:, up:up + n_heads] = heads.transpose(0, 1).reshape(k, n_heads, t * e)
+        v = graph.mlp_down(layer)
+        x_mlp = corrupted.mlp_inputs[layer][0] + kept_sum(slice(v, v + 1), graph.n_inputs(v)).view(k, t, e)
+        diff[:, graph.mlp_up(layer)] = (mlp_forward(block, x_mlp) - corr[graph.mlp_up(layer)]).view(k, t * e)
+    v = graph.logits_down
+    final = corrupted.final[0] + kept_sum(slice(v, v + 1), graph.n_upstream).view(k, t, e)
     return metric_of(model, final, direction)
