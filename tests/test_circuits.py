@@ -22,6 +22,8 @@ from playground.inspection.circuits import (CURVE_NS, MAX_TOKENS, circuit_metric
                                             faithfulness, find_circuit, head_check, prepare_pair, recovered_curve)
 from playground.inspection.figures.circuits import (circuit_graph_figure, head_check_figure, node_positions,
                                                     recovered_curve_figure)
+from playground.hooks import capture
+from playground.inspection.patching import logit_diff_metric, patch_grid, z_name
 from playground.model import GPTModel
 from playground.tokenizer import get_tokenizer
 from tests.factories import make_model
@@ -271,6 +273,21 @@ def test_head_check_patching_matches_dropping_the_heads_outgoing_edges(model, ci
         assert h["patched"] == pytest.approx(m - es.m_clean, abs=1e-4)
         assert h["attribution"] == pytest.approx(float(es.head_attribution[h["layer"], h["head"]]))
     assert head_check(model, pair, es) == circuit.heads
+
+
+def test_head_check_matches_patch_grid_on_the_models_own_forward(model, circuit):
+    """The same noising, done by patching.patch_grid: the clean prompt, one head's hook_z slice from the corrupted run."""
+    d, n_l, n_h = model.cfg.head_dim, model.cfg.n_layers, model.cfg.n_heads
+    with torch.no_grad(), capture(model, [z_name(l) for l in range(n_l)]) as z:
+        model(torch.tensor([CORRUPT]))
+
+    def patch(act, layer, head):                                          # act: (T, E) one row's z
+        act[:, head * d:(head + 1) * d] = z[z_name(layer)][0, :, head * d:(head + 1) * d]
+
+    metric = logit_diff_metric(TARGET, DISTRACTOR)
+    grid = patch_grid(model, torch.tensor([CLEAN]), range(n_l), range(n_h), z_name, patch, metric)
+    for h in circuit.heads:
+        assert h["patched"] == pytest.approx(float(grid[h["layer"], h["head"]]) - circuit.m_clean, abs=1e-4)
 
 
 # --------------------------------------------------------------------------- the model is left alone

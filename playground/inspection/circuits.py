@@ -32,15 +32,13 @@ from typing import Sequence
 
 import torch
 
-from ..hooks import hooks
 from ..model import GPTModel
 from .attribution import single_token_id
 from .circuit_result import Circuit
-from .circuit_forward import Trace, graph_of, logit_direction, reader_grads, run_masked, run_plain
+from .circuit_forward import (Trace, detached, graph_of, logit_direction, noise_heads, reader_grads, run_masked,
+                              run_plain)
 from .circuit_graph import Graph, edge_order, edge_name, head_name, prune, top_edges
-from .inputs import (LabelFn, Prepared, TokenInput, TokenizerLike, check_token_id, eval_mode, make_label_fn, prepare,
-                     this_thread_only, to_id_list)
-from .patching import last_logits, logit_diff_metric, patch_grid, z_name
+from .inputs import LabelFn, Prepared, TokenInput, TokenizerLike, check_token_id, make_label_fn, prepare, to_id_list
 
 MAX_TOKENS = 256
 DEFAULT_EDGES = 30
@@ -120,6 +118,7 @@ class EdgeScores:
     head_attribution: torch.Tensor      # (L, H) (z_h(corr) - z_h(clean)) . dM/dz_h, summed
     m_clean: float
     m_corrupted: float
+    clean: Trace                        # the clean run (detached)
     corrupted: Trace                    # the corrupted run, reused by every faithfulness forward
     direction: torch.Tensor             # (E,) out_head[target] - out_head[distractor]
     seconds: float
@@ -145,7 +144,7 @@ def edge_scores(model: GPTModel, pair: CircuitPair) -> EdgeScores:
         heads = delta[1:].view(n_l, n_h + 1, *delta.shape[1:])[:, :n_h]      # (L, H, T, E)
         head_attr = (heads * head_grads.float()).sum((-1, -2)).cpu()         # (L, H)
     return EdgeScores(graph, scores, head_attr, float(clean.metric.detach()[0]), float(corrupted.metric[0]),
-                      corrupted, direction, time.perf_counter() - start)
+                      detached(clean), corrupted, direction, time.perf_counter() - start)
 
 
 # --------------------------------------------------------------------------- faithfulness
@@ -207,31 +206,16 @@ def head_check(model: GPTModel, pair: CircuitPair, es: EdgeScores) -> tuple[dict
 
     ``attribution`` = ``(z_h(corrupted) - z_h(clean)) . dM/dz_h`` summed (from :func:`edge_scores`; it
     equals the sum of the head's outgoing edge scores). ``patched`` = ``M - M_clean`` when the clean
-    prompt is run with that head's output taken from the corrupted run: :func:`.patching.patch_grid`
-    on the model's own forward, replacing the head's ``hook_z`` slice (its context vectors, which
-    ``out_proj``'s slice turns into its output), one batched forward per layer. This is the
-    *noising* direction, the one the estimate approximates; ``patching.patch_heads`` does the
-    opposite (clean into corrupted).
+    prompt is run with that head's output replaced by its corrupted value: the *noising* direction,
+    the one the estimate approximates (``patching.patch_heads`` does the opposite, clean into
+    corrupted). Exact, by :func:`.circuit_forward.noise_heads`: one batched forward per layer,
+    starting at that layer; the tests check it against ``patching.patch_grid`` on the model's own
+    forward (its ``hook_z`` slice replaced), which does the same on whole forwards.
     """
-    n_l, n_h, d = model.cfg.n_layers, model.cfg.n_heads, model.cfg.head_dim
-    metric = logit_diff_metric(pair.target_id, pair.distractor_id)
-    corrupted_z: dict[str, torch.Tensor] = {}
-
-    def keep(x: torch.Tensor, name: str) -> None:                           # x: (1, T, E) heads merged
-        corrupted_z[name] = x.detach().clone()
-
-    with eval_mode(model), torch.inference_mode():
-        with hooks(model, {z_name(l): this_thread_only(keep) for l in range(n_l)}):
-            last_logits(model, pair.corrupted.ids)
-        m_clean = float(metric(last_logits(model, pair.clean.ids))[0])
-
-    def patch(act: torch.Tensor, layer: int, head: int) -> None:            # act: (T, E) one row's z
-        act[:, head * d:(head + 1) * d] = corrupted_z[z_name(layer)][0, :, head * d:(head + 1) * d]
-
-    grid = patch_grid(model, pair.clean.ids, range(n_l), range(n_h), z_name, patch, metric)   # (L, H)
+    patched = noise_heads(model, es.clean, es.corrupted, es.direction) - es.m_clean          # (L, H)
     return tuple({"name": head_name(l, h), "layer": l, "head": h,
-                  "attribution": float(es.head_attribution[l, h]), "patched": float(grid[l, h]) - m_clean}
-                 for l in range(n_l) for h in range(n_h))
+                  "attribution": float(es.head_attribution[l, h]), "patched": float(patched[l, h])}
+                 for l in range(es.graph.n_layers) for h in range(es.graph.n_heads))
 
 
 # --------------------------------------------------------------------------- everything at once
