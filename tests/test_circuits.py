@@ -1,15 +1,14 @@
 """Circuits on tiny seeded models: edge scores, the decomposed forward, faithfulness, errors, export, figures.
 
-Every number is checked against a computation written out here from the
-definitions (a slow forward pass node by node, with module calls and
-explicit attention), not against the code under test.
+Every number is checked against a computation written out from the
+definitions (tests/circuit_reference.py: a slow forward pass node by node,
+with module calls and explicit attention), not against the code under test.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
-import math
 
 import pytest
 import torch
@@ -26,6 +25,7 @@ from playground.hooks import capture
 from playground.inspection.patching import logit_diff_metric, patch_grid, z_name
 from playground.model import GPTModel
 from playground.tokenizer import get_tokenizer
+from tests.circuit_reference import hand_forward, hand_scores
 from tests.factories import make_model
 
 SMALL = GPTConfig(vocab_size=97, context_length=32, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0,
@@ -52,72 +52,6 @@ def circuit(model) -> Circuit:
     return find_circuit(model, CLEAN, CORRUPT, TARGET, DISTRACTOR, n_edges=12, check_heads=True)
 
 
-# --------------------------------------------------------------------------- a forward written by hand
-
-
-def one_head(block, x: torch.Tensor, h: int) -> torch.Tensor:
-    """Head h of ``block`` reading ``x (1, T, E)``: its slices, explicit softmax attention, its slice of out_proj."""
-    att = block.att
-    d = att.head_dim
-    hx = block.norm1(x)
-    q, k, v = (lin(hx)[..., h * d:(h + 1) * d] for lin in (att.W_query, att.W_key, att.W_value))
-    scores = q @ k.transpose(-1, -2) / math.sqrt(d)
-    t = x.shape[1]
-    scores = scores.masked_fill(torch.triu(torch.ones(t, t, dtype=torch.bool), 1), -torch.inf)
-    return torch.softmax(scores, -1) @ v @ att.out_proj.weight[:, h * d:(h + 1) * d].T
-
-
-def hand_forward(model: GPTModel, ids: list[int], *, reader: str | None = None,
-                 keep: dict | None = None, corrupted: dict | None = None):
-    """``(M, outputs by node, reader's input copy)``.
-
-    ``reader``: that node reads a detached copy of its input that requires grad (so dM/d copy
-    flows through it only). ``keep``/``corrupted``: every reader's input is the sum over its
-    writers of this run's output (edge kept) or the corrupted run's, plus the out_proj biases.
-    """
-    idx = torch.tensor([ids])
-    x0 = model.tok_emb(idx) + model.pos_emb(torch.arange(len(ids)))
-    outs, order, copy = {"input": x0}, ["input"], None
-    bias = torch.zeros_like(x0)
-
-    def input_of(name: str) -> torch.Tensor:
-        nonlocal copy
-        if keep is None:
-            x = sum(outs[u] for u in order) + bias
-        else:
-            x = sum(outs[u] if keep.get((u, name)) else corrupted[u] for u in order) + bias
-        if name == reader:
-            copy = x.detach().clone().requires_grad_(True)
-            return copy
-        return x
-
-    for l, block in enumerate(model.trf_blocks):
-        heads = {f"L{l}H{h}": one_head(block, input_of(f"L{l}H{h}"), h) for h in range(model.cfg.n_heads)}
-        outs.update(heads)
-        order += list(heads)
-        bias = bias + block.att.out_proj.bias
-        outs[f"L{l} MLP"] = block.ff(block.norm2(input_of(f"L{l} MLP")))
-        order.append(f"L{l} MLP")
-    logits = model.out_head(model.final_norm(input_of("logits")))[0, -1]
-    return logits[TARGET] - logits[DISTRACTOR], outs, copy
-
-
-def hand_scores(model: GPTModel) -> dict[tuple[str, str], float]:
-    """Every edge's score, one hand forward with a gradient per reader."""
-    with torch.no_grad():
-        _, clean, _ = hand_forward(model, CLEAN)
-        _, corr, _ = hand_forward(model, CORRUPT)
-    graph = graph_of(model)
-    out = {}
-    for v, reader in enumerate(graph.downstream_names):
-        m, _, copy = hand_forward(model, CLEAN, reader=reader)
-        (grad,) = torch.autograd.grad(m, copy)
-        for u in range(graph.n_inputs(v)):
-            up = graph.upstream_names[u]
-            out[(up, reader)] = float(((corr[up] - clean[up]) * grad).sum())
-    return out
-
-
 # --------------------------------------------------------------------------- scores and the decomposition
 
 
@@ -125,7 +59,7 @@ def hand_scores(model: GPTModel) -> dict[tuple[str, str], float]:
 def test_edge_scores_equal_a_hand_written_autograd_computation(name):
     m = make_model(VARIANTS[name], seed=3)
     es = edge_scores(m, prepare_pair(m, CLEAN, CORRUPT, TARGET, DISTRACTOR))
-    want = hand_scores(m)
+    want = hand_scores(m, CLEAN, CORRUPT, TARGET, DISTRACTOR)
     graph = es.graph
     expected = torch.zeros(graph.n_upstream, graph.n_downstream)
     for (up, down), s in want.items():
@@ -186,10 +120,10 @@ def test_faithfulness_of_any_circuit_equals_the_hand_written_patched_forward(mod
     keeps = (torch.rand(3, graph.n_upstream, graph.n_downstream, generator=gen) < 0.5) & graph.edge_mask()
     got = circuit_metrics(model, pair, es, keeps)
     with torch.no_grad():
-        _, corrupted, _ = hand_forward(model, CORRUPT)
+        _, corrupted, _ = hand_forward(model, CORRUPT, TARGET, DISTRACTOR)
         for keep, m in zip(keeps, got):
             edges = {(graph.upstream_names[u], graph.downstream_names[v]): True for u, v in keep.nonzero().tolist()}
-            want, _, _ = hand_forward(model, CLEAN, keep=edges, corrupted=corrupted)
+            want, _, _ = hand_forward(model, CLEAN, TARGET, DISTRACTOR, keep=edges, corrupted=corrupted)
             assert m == pytest.approx(float(want), abs=1e-4)
 
 
