@@ -245,6 +245,8 @@ def find_circuit(model: GPTModel, clean: TokenInput, corrupted: TokenInput, targ
     graph = graph_of(model)
     if n_edges is not None and threshold is not None:
         raise ValueError("give either a number of edges or a score threshold, not both")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and threshold >= 0):
+        raise ValueError(f"the score threshold must be >= 0, got {threshold!r}")
     if threshold is None:
         n_edges = min(DEFAULT_EDGES, graph.n_edges) if n_edges is None else n_edges
         if isinstance(n_edges, bool) or int(n_edges) != n_edges or not 1 <= n_edges <= graph.n_edges:
