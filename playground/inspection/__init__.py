@@ -11,6 +11,8 @@ One job per module:
 - ``surprisal``, ``ablation``, ``attribution``, ``patching``, ``compare``: experiments;
 - ``walkthrough``, ``kv_view``, ``sampling_tree``: one forward pass step by step, the KV cache, the
   sampling tree;
+- ``circuits`` (with ``circuit_graph``, ``circuit_forward``, ``circuit_result``): edge attribution
+  patching over the graph of heads and MLPs, the top-N circuit, its exact faithfulness;
 - ``export``: plain JSON and CSV.
 
 Every figure lives in ``figures/`` (``figures.attention``, ``figures.logit_lens``, ...): this
