@@ -16,9 +16,9 @@ from tests.factories import make_model
 from tests.live_app import free_port
 
 ENDPOINTS = {"/generate", "/attention", "/trace", "/params", "/logit_lens", "/next_token", "/surprisal", "/ablate",
-             "/attribution", "/patch", "/walkthrough", "/model_info"}
+             "/attribution", "/patch", "/circuit", "/walkthrough", "/model_info"}
 MODEL_ENDPOINTS = {"generate", "attention", "trace", "logit_lens", "next_token", "surprisal", "ablate", "attribution",
-                   "patch", "walkthrough"}
+                   "patch", "circuit", "walkthrough"}
 
 
 @pytest.fixture(scope="module")
@@ -315,6 +315,29 @@ def test_patch_endpoint(server):
     assert all(abs(x) < 1e-6 for x in out["restored"][0][:-1])        # positions where the prompts agree
     msg = error_of(client, "The cat sat", "The cat sat on", " mat", " rug", api_name="/patch")
     assert "same number of tokens" in msg and "cat" in msg
+
+
+@pytest.mark.slow
+def test_circuit_endpoint(server):
+    client, _ = server
+    out = client.predict("The cat sat on the mat. The cat sat on the", "The dog ran to the rug. The cat sat on the",
+                         " mat", " rug", 40, False, api_name="/circuit")
+    kept = [e for e in out["edges"] if e["in_circuit"]]
+    assert 0 < len(kept) <= 40 and out["edges"][0]["rank"] == 1
+    ends, starts = {e["downstream"] for e in kept}, {e["upstream"] for e in kept}
+    assert all((e["upstream"] == "input" or e["upstream"] in ends) and (e["downstream"] == "logits"
+               or e["downstream"] in starts) for e in kept)                # pruned to paths from input to logits
+    assert abs(out["edges"][0]["score"]) >= abs(out["edges"][-1]["score"])
+    if out["recovered"] is not None:
+        assert out["recovered"] == pytest.approx((out["m_circuit"] - out["m_corrupted"])
+                                                 / (out["m_clean"] - out["m_corrupted"]), abs=1e-6)
+    assert out["curve"] and out["curve"][-1]["recovered"] == pytest.approx(1.0, abs=1e-3)     # every edge kept
+    msg = error_of(client, "The cat sat", "The cat sat on", " mat", " rug", 5, False, api_name="/circuit")
+    assert "3" in msg and "4" in msg                                                         # both token counts
+    assert "one token" in error_of(client, "The cat", "The dog", " Paris France", " rug", 5, False,
+                                   api_name="/circuit")
+    assert "Edges in the circuit" in error_of(client, "The cat", "The dog", " mat", " rug", 0, False,
+                                              api_name="/circuit")
 
 
 @pytest.mark.slow

@@ -3,6 +3,9 @@ no server and no browser. Every parameter of every tab: its value set, out-of-ra
 clamped to the loaded model, bad or unknown parameters ignored."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from typing import Any
 
 import pytest
@@ -26,7 +29,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "n_layers": ("6", 6), "qkv_bias": ("0", False), "tie_embeddings": ("1", True), "position": ("3", 3),
     "show": ("7", 7), "stages": ("1", True), "heads": ("L0H1", "L0H1"), "mlps": ("1", "1"),
     "target": (" mat", " mat"), "distractor": (" rug", " rug"), "clean": ("The cat", "The cat"),
-    "corrupted": ("The dog", "The dog"),
+    "corrupted": ("The dog", "The dog"), "edges": ("12", 12), "check_heads": ("1", True),
 }
 SLIDERS = {"layer", "head"}                 # updates with the loaded model's maximum, not plain values
 
@@ -44,7 +47,7 @@ def page(tmp_path_factory, request):
     """The built page (not launched), its load handler and each tab's link controls."""
     built: dict[str, Any] = {}
     mp = pytest.MonkeyPatch()
-    for m in ui_app.TAB_MODULES:          # keep what each tab's build returns, to find its controls
+    for m in ui_app.TAB_MODULES + ui_app.CHILD_MODULES:   # keep what each tab's build returns, to find its controls
         mp.setattr(m, "build", lambda ctx, _build=m.build, _m=m: built.setdefault(_m.TAB_ID, _build(ctx)))
     weights = save_model(make_model(), tmp_path_factory.mktemp("w") / "tiny.safetensors")
     try:
@@ -70,8 +73,9 @@ def test_every_parameter_of_every_tab_sets_its_control(page, tab, name):
     raw, expected = SAMPLES[name]
     out = load(page, tab=tab, **{name: raw})
     assert value_of(out[controls[tab][name]]) == expected
-    selected = [v for k, v in out.items() if isinstance(v, dict) and v.get("selected") is not None]
-    assert selected == [{"__type__": "update", "selected": tab}]
+    selected = [v["selected"] for k, v in out.items() if isinstance(v, dict) and v.get("selected") is not None]
+    parent = next((m.PARENT for m in ui_app.CHILD_MODULES if m.TAB_ID == tab), None)
+    assert selected == ([parent, tab] if parent else [tab])      # a tab inside another: both are opened
 
 
 def test_every_tab_and_parameter_has_a_sample():
@@ -101,11 +105,20 @@ def test_a_value_out_of_its_range_is_ignored(page, tab, name, raw):
     assert value_of(out.get(comp)) == value_of(load(page, tab=tab).get(comp))      # as with no value linked
 
 
+def comparable(value: Any) -> Any:
+    """A figure by its JSON, a download by its file's content: each load makes new objects and files."""
+    if hasattr(value, "to_plotly_json"):
+        return value.to_json()
+    if isinstance(value, str) and os.path.isfile(value):
+        return Path(value).read_bytes()
+    return value
+
+
 def test_unknown_parameters_and_tabs_are_ignored(page):
     plain = load(page)
     odd = load(page, tab="nowhere", bogus="1", LAYER="x", __proto__="1")
     assert set(odd) == set(plain)
-    assert all(odd[k] == plain[k] for k in plain)
+    assert all(comparable(odd[k]) == comparable(plain[k]) for k in plain)
     selected = [v for v in odd.values() if isinstance(v, dict) and v.get("selected") is not None]
     assert selected == [{"__type__": "update", "selected": "generate"}]
 
@@ -124,3 +137,14 @@ def test_present_and_lang_come_from_the_link(page):
     assert True in out.values() and "zh" in out.values()
     out = on_load(FakeRequest({}, {"accept-language": "zh-CN,zh;q=0.9"}))
     assert "zh" in out.values()
+
+
+@pytest.mark.parametrize("tab", ["generate", "parameters"])
+def test_parameters_open_on_the_loaded_models_own_config(page, tab):
+    """Not on a preset the page was built with: the loaded tiny model's numbers (a link's config still wins)."""
+    _, controls, _ = page
+    out = load(page, tab=tab)
+    for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+        assert value_of(out[controls["parameters"][name]]) == getattr(TINY, name)
+    linked = load(page, tab="parameters", preset="gpt2")
+    assert value_of(linked[controls["parameters"]["emb_dim"]]) == 768

@@ -15,6 +15,7 @@ from ..batching import Batcher
 from .common import generate_queue, guarded
 from .state import ModelHolder
 from .views import attention as att_view
+from .views import circuits as circuit_view
 from .views import experiments as ex_view
 from .views import generate as gen_view
 from .views import logit_lens as lens_view
@@ -24,7 +25,7 @@ from .views import shapes as shape_view
 from .views import walkthrough as walk_view
 
 ENDPOINTS = ("generate", "attention", "trace", "params", "logit_lens", "next_token", "surprisal", "ablate",
-             "attribution", "patch", "walkthrough", "model_info")
+             "attribution", "patch", "circuit", "walkthrough", "model_info")
 
 
 def register(holder: ModelHolder, model_queue: dict[str, Any], batcher: Batcher) -> None:
@@ -120,6 +121,20 @@ def register(holder: ModelHolder, model_queue: dict[str, Any], batcher: Batcher)
         position t from the clean run. The prompts must have the same number of tokens (64 at most)."""
         return ex_view.patching_view(holder.require(), clean, corrupted, target, distractor).data()
 
+    def circuit(clean: str, corrupted: str, target: str, distractor: str, edges: int = 30,
+                check_heads: bool = False) -> dict:
+        """The circuit that carries M = logit(target) - logit(distractor) at the last position from the
+        corrupted prompt to the clean one (same number of tokens, 256 at most): {edges: [{rank, edge, upstream,
+        downstream, score, in_circuit}] (every edge of the graph input -> heads/MLPs -> logits, largest |score|
+        first; score = sum over positions and dims of (z_u(corrupted) - z_u(clean)) * dM/d(v's own input), taken
+        on the clean run), m_clean, m_corrupted, m_circuit, recovered ((M_circuit - M_corrupted) / (M_clean -
+        M_corrupted), exact: one forward where every edge outside the circuit carries its corrupted value; null
+        when M_clean = M_corrupted), curve: [{n_edges, n_kept, metric, recovered}], heads (with check_heads:
+        [{name, layer, head, attribution, patched}]), note}. The circuit: the top `edges` edges by |score|,
+        pruned to paths from input to logits."""
+        return circuit_view.circuit_view(holder.require(), clean, corrupted, target, distractor, edges,
+                                         check_heads).data()
+
     def walkthrough(prompt: str, layer: int = 0, head: int = 0) -> dict:
         """One forward pass step by step: {tokens, token_ids, note, steps: [{id, title, code, shape, values,
         explanation: {en, zh}, ...}]} in the order token_ids, tok_emb, pos_emb, input_embeddings, norm1,
@@ -133,7 +148,7 @@ def register(holder: ModelHolder, model_queue: dict[str, Any], batcher: Batcher)
         return holder.info()
 
     gr.api(guarded(generate), api_name="generate", **generate_queue(batcher))
-    for fn in (attention, trace, logit_lens, next_token, surprisal, ablate, attribution, patch,
+    for fn in (attention, trace, logit_lens, next_token, surprisal, ablate, attribution, patch, circuit,
                walkthrough):
         gr.api(guarded(fn), api_name=fn.__name__, **model_queue)
     gr.api(guarded(params), api_name="params", concurrency_id="light", concurrency_limit=None)

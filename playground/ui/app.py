@@ -23,7 +23,7 @@ from . import validate as v
 from .common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, guarded, lang_keyed
 from .i18n import LANG_CHOICES, SWITCH_JS, current_lang, has_own_headers, lang_of, localize, table_headers, tr
 from .state import ModelHolder
-from .tabs import (attention, experiments, generate, logit_lens, model, next_token, parameters, shapes,
+from .tabs import (attention, circuits, experiments, generate, logit_lens, model, next_token, parameters, shapes,
                    walkthrough)
 from .theme import ABSOLUTE_LINK_JS, TOGGLE_PRESENTATION_JS
 from .views import model as model_view
@@ -32,7 +32,9 @@ BADGE_REFRESH_S = 10.0        # how often open pages re-read which model is load
 log = logging.getLogger(__name__)
 
 TAB_MODULES = (generate, attention, shapes, walkthrough, parameters, logit_lens, next_token, experiments, model)
-VIEW_MODULES = (attention, shapes, walkthrough, logit_lens, next_token)    # views computed when their tab opens
+# Views computed when their tab opens (circuits: a tab inside Experiments, built by that tab).
+VIEW_MODULES = (attention, shapes, walkthrough, logit_lens, next_token, circuits)
+CHILD_MODULES = experiments.CHILDREN
 
 
 def badge_text(holder: ModelHolder, lang: str = "en") -> str:
@@ -80,19 +82,26 @@ def link_loader(ctx: AppContext, built: dict[str, Any], tabs: gr.Tabs, current_t
         snap = holder.current()
         cfg = snap.model.cfg if snap else PRESETS["gpt2"]
         tab = link.tab or generate.TAB_ID
-        update: dict[Any, Any] = {tabs: gr.update(selected=tab), current_tab: tab,
+        parent = next((m.PARENT for m in CHILD_MODULES if m.TAB_ID == tab), None)
+        update: dict[Any, Any] = {tabs: gr.update(selected=parent or tab), current_tab: tab,
                                   ctx.badge: badge_text(holder, current_lang()),
                                   model_tab.info: model_view.model_markdown(holder.info()),
                                   model_tab.card: model_view.card_markdown(holder, current_lang())}
+        if parent is not None:
+            update[built[parent].inner] = gr.update(selected=tab)
         if link.present is not None:
             update[ctx.present] = link.present
         update[ctx.lang] = lang_of(request)
         values = dict(link.values)
-        if tab == parameters.TAB_ID:
-            p_cfg = parameters.config_from_link(values)
-            if p_cfg is not None:
+        # Parameters opens on the loaded model's own config, unless the link names another.
+        p_cfg = parameters.config_from_link(values) if tab == parameters.TAB_ID else None
+        if p_cfg is None and snap is not None:
+            p_cfg = snap.model.cfg
+            update.update(zip(params_tab.fields.values(), parameters.config_values(p_cfg)))
+        if p_cfg is not None:
+            if tab == parameters.TAB_ID:
                 values.update(zip(parameters.FIELDS, parameters.config_values(p_cfg)))
-                update.update(parameters.outputs_for(params_tab, ctx, p_cfg, bool(link.present)))
+            update.update(parameters.outputs_for(params_tab, ctx, p_cfg, bool(link.present)))
         for tab_id, name, comp in link_fields:
             if name in values and (tab_id == tab or (name == "prompt" and comp in following)):
                 update[comp] = values[name]
@@ -143,8 +152,9 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
         # and then hides the last tabs behind a menu a room cannot see.
         with gr.Tabs(selected=generate.TAB_ID, elem_id="tabs", overflow_behavior="wrap") as tabs:
             built = {m.TAB_ID: m.build(ctx) for m in TAB_MODULES}
+            built.update(built[experiments.TAB_ID].children)
         gen, att = built[generate.TAB_ID], built[attention.TAB_ID]
-        for m in TAB_MODULES:
+        for m in TAB_MODULES + CHILD_MODULES:
             if m is not model:
                 m.wire(built[m.TAB_ID], ctx)
 
@@ -182,7 +192,8 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
             named = {name: value for (t_id, name, _), value in zip(link_fields, values) if t_id == tab_id}
             return gr.update(value=deeplink.build(tab_id, named, present_on, lang=current_lang()), visible=True)
 
-        load_outputs = ([tabs, current_tab, ctx.badge, ctx.present, ctx.lang, built[model.TAB_ID].info,
+        load_outputs = ([tabs, built[experiments.TAB_ID].inner, current_tab, ctx.badge, ctx.present, ctx.lang,
+                         built[model.TAB_ID].info,
                          built[model.TAB_ID].card,
                          att.layer, att.head,
                          built[walkthrough.TAB_ID].layer, built[walkthrough.TAB_ID].head]

@@ -21,11 +21,11 @@ from ..inspection.walkthrough import STEP_IDS
 from .i18n import clean_lang
 
 TABS = ("generate", "attention", "shapes", "walkthrough", "parameters", "logit-lens", "next-token", "experiments",
-        "model")
+        "circuit", "model")
 TAB_ALIASES = {"shape": "shapes", "trace": "shapes", "params": "parameters", "lens": "logit-lens",
                "logit_lens": "logit-lens", "logitlens": "logit-lens", "next": "next-token",
                "next_token": "next-token", "nexttoken": "next-token", "gen": "generate", "step": "walkthrough",
-               "steps": "walkthrough", "step-by-step": "walkthrough", "tour": "walkthrough"}
+               "steps": "walkthrough", "step-by-step": "walkthrough", "tour": "walkthrough", "circuits": "circuit"}
 VIEWS = ("head", "layer", "aggregate")
 VIEW_ALIASES = {"single": "head", "single head": "head", "heads": "layer", "all": "layer",
                 "all heads": "layer", "mean": "aggregate", "max": "aggregate", "mean & max": "aggregate"}
@@ -107,6 +107,7 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "step": _step,
     "heads": _prompt, "mlps": _prompt, "target": _prompt, "distractor": _prompt, "clean": _prompt,
     "corrupted": _prompt,
+    "edges": _int(1, 500), "check_heads": _flag,
 }
 # What "Copy link" writes for each tab (the tab's controls, as the API names them).
 TAB_FIELDS: dict[str, tuple[str, ...]] = {
@@ -119,6 +120,7 @@ TAB_FIELDS: dict[str, tuple[str, ...]] = {
     "logit-lens": ("prompt", "position"),
     "next-token": ("prompt", "temperature", "top_k", "top_p", "show", "stages"),
     "experiments": ("prompt", "heads", "mlps", "target", "distractor", "clean", "corrupted"),
+    "circuit": ("clean", "corrupted", "target", "distractor", "edges", "check_heads"),
     "model": (),
 }
 

@@ -78,16 +78,22 @@ body.presentation #tabs [role="tab"] {{ font-size: 18px; padding: 4px 9px; }}
 .example-note p {{ margin: 2px 0; }}
 .stage-more {{ margin-top: 8px; }}
 body.presentation .stage-bar {{ gap: 6px; }}
+body.presentation .stage-bar [data-testid="block-info"], body.presentation .stage-bar label > span,
+body.presentation .stage-bar .label-wrap span {{ font-size: 18px; }}
+body.presentation .stage-bar textarea {{ white-space: nowrap; overflow: hidden; }}
+.stage-bar > button {{ flex: 0 0 auto !important; width: auto !important; padding-left: 14px; padding-right: 14px; }}
+/* On a projector the hint under the bar follows the figure, so the figure fits the first screen. */
+body.presentation .example-note {{ order: 1; }}
+body.presentation .stage-more {{ order: 2; }}
 body.presentation .stage-bar .block {{ padding: 4px 8px !important; }}
 /* The figure's own title says what it is: Gradio's label box over it would cover that title. */
 body.presentation [data-testid="block-label"] {{ display: none; }}
-body.presentation #trace-fig, body.presentation #lens-fig,
-body.presentation #next-fig, body.presentation #ablate-fig, body.presentation #attr-fig,
+body.presentation #ablate-fig, body.presentation #attr-fig,
 body.presentation #patch-fig, body.presentation #compare-fig, body.presentation #surprisal-text {{ order: -2; }}
 body.presentation #patch-note, body.presentation #attr-note {{ order: -1; }}
-body.presentation #p-summary {{ order: -3; }}
 body.presentation #alt-row {{ flex-direction: column; }}
-body.presentation #p-figs {{ order: -2; flex-direction: column; }}
+body.presentation #p-figs {{ flex-direction: column; }}
+#p-presets button {{ flex: 1 1 0 !important; }}
 /* The upload box is 140 px high; at presentation sizes its "Click to Upload" would be cut off. */
 body.presentation #upload {{ height: auto !important; min-height: 200px; }}
 body.presentation #upload * {{ max-height: none !important; }}
@@ -209,6 +215,10 @@ def style_figure(fig: go.Figure, present: bool = False) -> go.Figure:
     if any(trace.type == "treemap" for trace in fig.data):
         # A label that does not fit at projector size is hidden (it stays on hover), never shrunk to 6 px.
         fig.update_layout(uniformtext=dict(minsize=PROJECTOR_TEXT - 2, mode="hide"))
+    # The title at the very top, and room under it for key labels on a top axis (they would run into it).
+    if fig.layout.xaxis.side == "top":
+        fig.update_layout(title_y=0.99, title_yanchor="top", title_yref="container",
+                          margin_t=max(fig.layout.margin.t or 0, 160))
     if fig.layout.height is not None and fig.layout.height < PROJECTOR_HEIGHT:
         fig.update_layout(height=PROJECTOR_HEIGHT)
     return fig

@@ -30,9 +30,8 @@ MAX_DRAWN_EDGES = 400
 
 def _style(fig: go.Figure, title: str, subtitle: str, height: int, left: int = 80) -> go.Figure:
     fig.update_layout(
-        title=dict(text=f"{title}<br><span style='font-size:16px'>{subtitle}</span>", font=dict(size=TITLE_FONT),
-                   x=0.01, xanchor="left"),
-        font=dict(size=FONT), height=max(MIN_HEIGHT, height), margin=dict(l=left, r=40, t=125, b=70),
+        title=dict(text=f"{title}<br><sup>{subtitle}</sup>", font=dict(size=TITLE_FONT), x=0.01, xanchor="left"),
+        font=dict(size=FONT), height=max(MIN_HEIGHT, height), margin=dict(l=left, r=30, t=90, b=60),
         hoverlabel=dict(font_size=FONT), legend=dict(font=dict(size=FONT)), plot_bgcolor="white",
     )
     fig.update_xaxes(tickfont=dict(size=FONT), title_font=dict(size=FONT), automargin=True)
@@ -51,13 +50,15 @@ def _subtitle(c: Circuit) -> str:
 
 
 def node_positions(n_layers: int, n_heads: int) -> dict[str, tuple[float, float]]:
-    """``input`` at the bottom, ``logits`` at the top; per layer a row of heads, its MLP above them, right."""
-    pos = {INPUT: (0.0, 0.0), LOGITS: (0.0, 2.0 * n_layers + 1)}
+    """``input`` at the bottom, ``logits`` at the top; per layer a row of heads and, half a row above them to
+    the right, that layer's MLP (it reads what the heads wrote): one row per layer, so a 12-layer model fits
+    a projector's screen."""
+    pos = {INPUT: (0.0, 0.0), LOGITS: (0.0, n_layers + 1.0)}
     centre = (n_heads - 1) / 2
     for layer in range(n_layers):
         for head in range(n_heads):
-            pos[f"L{layer}H{head}"] = (head - centre, 2.0 * layer + 1)
-        pos[f"L{layer} MLP"] = (centre + 1.0, 2.0 * layer + 2)
+            pos[f"L{layer}H{head}"] = (head - centre, layer + 1.0)
+        pos[f"L{layer} MLP"] = (centre + 1.5, layer + 1.5)
     return pos
 
 
@@ -130,19 +131,20 @@ def circuit_graph_figure(c: Circuit, *, max_edges: int = MAX_DRAWN_EDGES) -> go.
     drawn = circuit[:max_edges]
     live = {n for e in drawn for n in (e["upstream"], e["downstream"])}
     fig = go.Figure(_edge_traces(drawn, pos) + _node_traces(c, pos, live))
-    for colour, label in ((NEGATIVE, "score < 0: corrupting it lowers M"), (POSITIVE, "score > 0: corrupting it raises M")):
+    for colour, label in ((NEGATIVE, "carries the clean answer (score < 0)"), (POSITIVE, "works against it (score > 0)")):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color=colour, width=4), name=label,
                                  meta="legend"))
-    ticks = [0.0] + [v for l in range(c.n_layers) for v in (2.0 * l + 1, 2.0 * l + 2)] + [2.0 * c.n_layers + 1]
-    labels = ["input"] + [s for l in range(c.n_layers) for s in (f"L{l} heads", f"L{l} MLP")] + ["logits"]
+    ticks = [0.0] + [l + 1.0 for l in range(c.n_layers)] + [c.n_layers + 1.0]
+    labels = ["input"] + [f"layer {l}" for l in range(c.n_layers)] + ["logits"]
     fig.update_yaxes(tickmode="array", tickvals=ticks, ticktext=labels, showgrid=False, zeroline=False)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False,
-                     range=[-(c.n_heads - 1) / 2 - 1, (c.n_heads - 1) / 2 + 3])
-    fig.update_layout(legend=dict(orientation="h", y=-0.02, yanchor="top", x=0.0))
+                     range=[-(c.n_heads - 1) / 2 - 1, (c.n_heads - 1) / 2 + 3.5])
+    fig.update_layout(legend=dict(orientation="h", y=-0.02, yanchor="top", x=0.0, font=dict(size=FONT - 2)))
     shown = f"{len(drawn)} of {len(circuit)} edges" if len(drawn) < len(circuit) else f"{len(circuit)} edges"
     chosen = f"top {c.n_edges}" if c.n_edges is not None else f"|score| >= {c.threshold:g}"
-    title = f"Circuit: {shown} ({chosen}, pruned to paths from input to logits)"
-    return _style(fig, title, _subtitle(c), height=44 * (2 * c.n_layers + 2) + 220, left=110)
+    rec = "undefined" if c.recovered is None else f"{c.recovered:.0%}"
+    return _style(fig, f"Circuit: {shown}, recovering {rec}", f"{chosen} by |score|, pruned to paths from input to logits",
+                  height=38 * (c.n_layers + 2) + 200, left=90)
 
 
 # --------------------------------------------------------------------------- the curve
@@ -176,7 +178,8 @@ def recovered_curve_figure(c: Circuit) -> go.Figure:
                            showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
     fig.update_xaxes(type="log", title_text="N: edges kept (top by |score|)")
     fig.update_yaxes(title_text="recovered fraction")
-    return _style(fig, "How much of the clean answer the top-N edges recover", _subtitle(c), height=460)
+    return _style(fig, "Recovered fraction against N", "exact: every other edge patched to its corrupted value",
+                  height=460)
 
 
 # --------------------------------------------------------------------------- the per-head check

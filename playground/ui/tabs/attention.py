@@ -64,7 +64,7 @@ def build(ctx: AppContext) -> AttentionTab:
             layer = gr.Slider(0, 11, value=0, step=1, label="Layer", scale=2, min_width=150, elem_id="att-layer")
             head = gr.Slider(0, 11, value=0, step=1, label="Head", scale=2, min_width=150, elem_id="att-head")
             view = gr.Dropdown(VIEW_CHOICES, value="head", label="View", scale=2, min_width=150, elem_id="att-view")
-            button = gr.Button("Show attention", variant="primary", scale=1, min_width=120, elem_id="att-btn")
+            button = gr.Button("Show attention", variant="primary", scale=1, min_width=170, elem_id="att-btn")
         example_hint(TAB_ID, prompt)
         figure = gr.Plot(label="Attention weights", elem_id="att-fig")
         note = gr.Markdown(elem_id="att-note")

@@ -10,10 +10,13 @@ import gradio as gr
 from ...inspection.export import dumps
 from ...inspection.figures import experiments as figs
 from .. import validate as v
-from ..common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded
+from ..common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded, stage_bar, stage_more
 from ..i18n import current_lang, tr_html
 from ..theme import style_figure
 from ..views import experiments as ex
+from . import circuits
+
+CHILDREN = (circuits,)     # experiments with modules of their own, built inside this tab's tabs
 
 TAB_ID = "experiments"
 REPEATED = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
@@ -65,6 +68,8 @@ class ExperimentsTab:
     c_fig: gr.Plot
     c_note: gr.Markdown
     json: gr.DownloadButton
+    inner: gr.Tabs                     # the experiments' own tabs (a deep link to one of them selects it)
+    children: dict[str, Any]           # experiments built by their own modules (tabs/circuits.py), by tab id
 
     def link_controls(self) -> dict[str, Any]:
         return {"prompt": self.s_prompt, "heads": self.a_heads, "mlps": self.a_mlps, "target": self.t_target,
@@ -73,72 +78,74 @@ class ExperimentsTab:
 
 def build(ctx: AppContext) -> ExperimentsTab:
     with gr.Tab("Experiments", id=TAB_ID, elem_id="tab-experiments") as tab:
-        with gr.Tabs(elem_id="experiment-tabs"):
+        with gr.Tabs(elem_id="experiment-tabs") as inner:
             with gr.Tab("Surprisal", id="surprisal", elem_id="tab-surprisal"):
-                gr.Markdown(SURPRISAL_NOTE)
-                with gr.Row():
-                    s_prompt = gr.Textbox(value=REPEATED, label="Text", lines=3, scale=4,
+                with stage_bar():
+                    s_prompt = gr.Textbox(value=REPEATED, label="Text", lines=1, max_lines=3, scale=5,
                                           max_length=v.MAX_PROMPT_CHARS, elem_id="surprisal-prompt")
-                    s_button = gr.Button("Read surprisal", variant="primary", scale=1, elem_id="surprisal-btn")
+                    s_button = gr.Button("Read surprisal", variant="primary", elem_id="surprisal-btn")
                 s_html = gr.HTML(elem_id="surprisal-text")
                 s_fig = gr.Plot(label="Surprisal per token", elem_id="surprisal-fig")
+                gr.Markdown(SURPRISAL_NOTE, elem_classes="example-note")
             with gr.Tab("Ablate", id="ablate", elem_id="tab-ablate"):
-                gr.Markdown(ABLATE_NOTE)
-                with gr.Row():
-                    a_prompt = gr.Textbox(value=REPEATED, label="Prompt", lines=3, scale=4,
+                with stage_bar():
+                    a_prompt = gr.Textbox(value=REPEATED, label="Prompt", lines=1, max_lines=3, scale=4,
                                           max_length=v.MAX_PROMPT_CHARS, elem_id="ablate-prompt")
-                    with gr.Column(scale=2):
-                        a_heads = gr.Textbox(value="L4H1", label="Heads to ablate (e.g. L4H1, L3H2)",
-                                             elem_id="ablate-heads")
-                        a_mlps = gr.Textbox(value="", label="MLPs to ablate (layers, e.g. 2, 5)", elem_id="ablate-mlps")
-                        a_button = gr.Button("Ablate", variant="primary", elem_id="ablate-btn")
+                    a_heads = gr.Textbox(value="L4H1", label="Heads to ablate (e.g. L4H1, L3H2)", scale=2,
+                                         elem_id="ablate-heads")
+                    a_mlps = gr.Textbox(value="", label="MLPs to ablate (layers, e.g. 2, 5)", scale=2,
+                                        elem_id="ablate-mlps")
+                    a_button = gr.Button("Ablate", variant="primary", elem_id="ablate-btn")
                 a_fig = gr.Plot(label="Next token before and after", elem_id="ablate-fig")
                 a_text = gr.Markdown(elem_id="ablate-text")
-                a_grid = gr.Dataframe(interactive=False, label="Induction score per head (click a cell to add or "
-                                      "remove that head)", elem_id="ablate-grid", max_height=300)
+                gr.Markdown(ABLATE_NOTE, elem_classes="example-note")
+                with stage_more("Induction score per head: click a cell to add or remove that head"):
+                    a_grid = gr.Dataframe(interactive=False, label="Induction score per head (click a cell to add or "
+                                          "remove that head)", elem_id="ablate-grid", max_height=300)
             with gr.Tab("Attribute", id="attribute", elem_id="tab-attribute"):
-                gr.Markdown(ATTRIBUTE_NOTE)
-                with gr.Row():
-                    t_prompt = gr.Textbox(value=REPEATED, label="Prompt",
-                                          lines=2, scale=4, max_length=v.MAX_PROMPT_CHARS, elem_id="attr-prompt")
-                    with gr.Column(scale=2):
-                        t_target = gr.Textbox(value=" fortune", label="Target token (a leading space matters)",
-                                              elem_id="attr-target")
-                        t_distractor = gr.Textbox(value=" man", label="Distractor token (empty = none)",
-                                                  elem_id="attr-distractor")
-                        t_button = gr.Button("Attribute", variant="primary", elem_id="attr-btn")
+                with stage_bar():
+                    t_prompt = gr.Textbox(value=REPEATED, label="Prompt", lines=1, max_lines=3, scale=4,
+                                          max_length=v.MAX_PROMPT_CHARS, elem_id="attr-prompt")
+                    t_target = gr.Textbox(value=" fortune", label="Target token (a leading space matters)", scale=2,
+                                          elem_id="attr-target")
+                    t_distractor = gr.Textbox(value=" man", label="Distractor token (empty = none)", scale=2,
+                                              elem_id="attr-distractor")
+                    t_button = gr.Button("Attribute", variant="primary", elem_id="attr-btn")
                 t_fig = gr.Plot(label="Direct logit attribution", elem_id="attr-fig")
                 t_note = gr.Markdown(elem_id="attr-note")
+                gr.Markdown(ATTRIBUTE_NOTE, elem_classes="example-note")
             with gr.Tab("Patch", id="patch", elem_id="tab-patch"):
-                gr.Markdown(PATCH_NOTE)
-                with gr.Row():
+                with stage_bar():
                     p_clean = gr.Textbox(value="The cat sat on the mat. The cat sat on the", label="Clean prompt",
-                                         lines=2, max_length=v.MAX_PROMPT_CHARS, elem_id="patch-clean")
+                                         lines=1, max_lines=3, scale=3, max_length=v.MAX_PROMPT_CHARS,
+                                         elem_id="patch-clean")
                     p_corrupted = gr.Textbox(value="The cat sat on the rug. The cat sat on the",
-                                             label="Corrupted prompt (same number of tokens)", lines=2,
-                                             max_length=v.MAX_PROMPT_CHARS, elem_id="patch-corrupted")
-                with gr.Row():
-                    p_target = gr.Textbox(value=" mat", label="Target (the clean answer)", elem_id="patch-target")
-                    p_distractor = gr.Textbox(value=" rug", label="Distractor (the corrupted answer)",
+                                             label="Corrupted prompt (same number of tokens)", lines=1, max_lines=3,
+                                             scale=3, max_length=v.MAX_PROMPT_CHARS, elem_id="patch-corrupted")
+                    p_target = gr.Textbox(value=" mat", label="Target (the clean answer)", scale=1,
+                                          elem_id="patch-target")
+                    p_distractor = gr.Textbox(value=" rug", label="Distractor (the corrupted answer)", scale=1,
                                               elem_id="patch-distractor")
                     p_button = gr.Button("Patch", variant="primary", elem_id="patch-btn")
                 p_fig = gr.Plot(label="Restored logit difference", elem_id="patch-fig")
                 p_note = gr.Markdown(elem_id="patch-note")
+                gr.Markdown(PATCH_NOTE, elem_classes="example-note")
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
-                gr.Markdown(COMPARE_NOTE)
-                with gr.Row():
-                    c_a = gr.Textbox(value="The cat sat on the mat. The cat sat on the", label="Prompt A", lines=2,
-                                     max_length=v.MAX_PROMPT_CHARS, elem_id="compare-a")
-                    c_b = gr.Textbox(value="The cat sat on the rug. The cat sat on the", label="Prompt B", lines=2,
-                                     max_length=v.MAX_PROMPT_CHARS, elem_id="compare-b")
+                with stage_bar():
+                    c_a = gr.Textbox(value="The cat sat on the mat. The cat sat on the", label="Prompt A", lines=1,
+                                     max_lines=3, scale=3, max_length=v.MAX_PROMPT_CHARS, elem_id="compare-a")
+                    c_b = gr.Textbox(value="The cat sat on the rug. The cat sat on the", label="Prompt B", lines=1,
+                                     max_lines=3, scale=3, max_length=v.MAX_PROMPT_CHARS, elem_id="compare-b")
                     c_button = gr.Button("Compare", variant="primary", elem_id="compare-btn")
                 c_fig = gr.Plot(label="Two prompts side by side", elem_id="compare-fig")
                 c_note = gr.Markdown(elem_id="compare-note")
+                gr.Markdown(COMPARE_NOTE, elem_classes="example-note")
+            children = {c.TAB_ID: c.build(ctx) for c in CHILDREN}
         json_btn = gr.DownloadButton("Download JSON (last experiment)", size="sm")
     return ExperimentsTab(tab, s_prompt, s_button, s_html, s_fig, a_prompt, a_heads, a_mlps, a_button, a_grid,
                           a_fig, a_text, t_prompt, t_target, t_distractor, t_button, t_fig, t_note, p_clean,
                           p_corrupted, p_target, p_distractor, p_button, p_fig, p_note, c_a, c_b, c_button, c_fig,
-                          c_note, json_btn)
+                          c_note, json_btn, inner, children)
 
 
 def _greedy_line(a) -> str:

@@ -9,8 +9,8 @@ import gradio as gr
 
 from ...inspection.figures.alternatives import alternatives_figure
 from .. import validate as v
-from ..common import (DEFAULT_PROMPT, LIGHT, PRIVATE, AppContext, examples_with_note, export_file,
-                      generate_queue, guarded)
+from ..common import (DEFAULT_PROMPT, LIGHT, PRIVATE, AppContext, example_hint, example_prompts, export_file,
+                      generate_queue, guarded, stage_bar, stage_more)
 from ..theme import style_figure
 from ..views import generate as gen_view
 
@@ -51,32 +51,17 @@ class GenerateTab:
 def build(ctx: AppContext) -> GenerateTab:
     """The tab's components (call inside ``gr.Tabs``)."""
     with gr.Tab("Generate", id=TAB_ID, elem_id="tab-generate") as tab:
-        with gr.Row():
-            with gr.Column(scale=2):
-                prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=3, max_length=v.MAX_PROMPT_CHARS,
-                                    elem_id="gen-prompt")
-                examples_with_note(TAB_ID, prompt)
-                with gr.Row():
-                    max_new = gr.Slider(1, v.MAX_NEW_TOKENS, value=50, step=1, label="Max new tokens",
-                                        elem_id="max-new")
-                    temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature",
-                                            info="0 = always the most likely token", elem_id="gen-temperature")
-                with gr.Row():
-                    top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k", info="0 = off", elem_id="gen-top-k")
-                    top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", info="1 = off",
-                                      elem_id="gen-top-p")
-                seed = gr.Number(value=-1, label="Seed (-1 = random; any other number repeats the same text)",
-                                 precision=0, minimum=-1, maximum=v.MAX_SEED, elem_id="gen-seed")
-                precision = gr.Radio(
-                    [(label, name) for name, label in gen_view.PRECISION_LABELS.items()], value="fp32",
-                    label="Precision of the fast decoder",
-                    info="fp32 gives the book model's exact numbers; bf16 and int8 weights read fewer "
-                         "bytes per token, so they run faster on GPUs and on CPUs with bf16 instructions "
-                         "(AVX-512 BF16, AMX; elsewhere fp32 is fastest), and greedy text can differ slightly.",
-                    elem_id="gen-precision")
-                with gr.Row():
-                    button = gr.Button("Generate", variant="primary", elem_id="generate-btn")
-                    stop = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+        with stage_bar():
+            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=1, max_lines=3, scale=5,
+                                max_length=v.MAX_PROMPT_CHARS, elem_id="gen-prompt")
+            max_new = gr.Slider(1, v.MAX_NEW_TOKENS, value=50, step=1, label="Max new tokens", scale=2,
+                                min_width=150, elem_id="max-new")
+            temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature", scale=2, min_width=150,
+                                    elem_id="gen-temperature")
+            button = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+            stop = gr.Button("Stop", variant="secondary", elem_id="stop-btn")
+        example_hint(TAB_ID, prompt)
+        with gr.Row(elem_id="gen-main"):
             with gr.Column(scale=3):
                 text = gr.Textbox(label="Text (prompt + continuation)", lines=6, interactive=False,
                                   elem_id="gen-text", buttons=["copy"])
@@ -86,14 +71,30 @@ def build(ctx: AppContext) -> GenerateTab:
                     color_map=gen_view.PROB_COLORS, show_legend=True, show_inline_category=False,
                     combine_adjacent=False, elem_id="gen-tokens")
                 gr.Markdown("Click a token to see what else it could have been.", elem_classes="token-help")
+            with gr.Column(scale=2):
                 alt_caption = gr.Markdown(elem_id="alt-caption")
-                with gr.Row(elem_id="alt-row"):
-                    alt_table = gr.Dataframe(headers=["rank", "token", "id", "probability", "drawn"],
-                                             interactive=False, elem_id="alt-table", max_height=360)
-                    alt_fig = gr.Plot(label="Alternatives", elem_id="alt-fig")
-                with gr.Row():
-                    json_btn = gr.DownloadButton("Download JSON", size="sm")
-                    csv_btn = gr.DownloadButton("Download CSV", size="sm")
+                alt_fig = gr.Plot(label="Alternatives", elem_id="alt-fig")
+        with stage_more("More: sampling settings, examples, the table and downloads"):
+            with gr.Row():
+                top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k", info="0 = off", elem_id="gen-top-k")
+                top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", info="1 = off",
+                                  elem_id="gen-top-p")
+                seed = gr.Number(value=-1, label="Seed (-1 = random; any other number repeats the same text)",
+                                 precision=0, minimum=-1, maximum=v.MAX_SEED, elem_id="gen-seed")
+            precision = gr.Radio(
+                [(label, name) for name, label in gen_view.PRECISION_LABELS.items()], value="fp32",
+                label="Precision of the fast decoder",
+                info="fp32 gives the book model's exact numbers; bf16 and int8 weights read fewer "
+                     "bytes per token, so they run faster on GPUs and on CPUs with bf16 instructions "
+                     "(AVX-512 BF16, AMX; elsewhere fp32 is fastest), and greedy text can differ slightly.",
+                elem_id="gen-precision")
+            example_prompts(TAB_ID, prompt)
+            with gr.Row(elem_id="alt-row"):
+                alt_table = gr.Dataframe(headers=["rank", "token", "id", "probability", "drawn"],
+                                         interactive=False, elem_id="alt-table", max_height=360)
+            with gr.Row():
+                json_btn = gr.DownloadButton("Download JSON", size="sm")
+                csv_btn = gr.DownloadButton("Download CSV", size="sm")
         state = gr.State(None)
     return GenerateTab(tab, prompt, max_new, temperature, top_k, top_p, seed, precision, button, stop, text,
                        stats, tokens, alt_caption, alt_table, alt_fig, json_btn, csv_btn, state)

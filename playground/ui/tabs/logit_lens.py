@@ -7,7 +7,8 @@ from typing import Any
 import gradio as gr
 
 from .. import validate as v
-from ..common import DEFAULT_PROMPT, AppContext, examples_with_note, export_file, guarded, wire_view
+from ..common import (DEFAULT_PROMPT, AppContext, example_hint, example_prompts, export_file, guarded, stage_bar,
+                      stage_more, wire_view)
 from ..theme import style_figure
 from ..views import logit_lens as lens_view
 
@@ -39,25 +40,26 @@ class LogitLensTab:
 
 def build(ctx: AppContext) -> LogitLensTab:
     with gr.Tab("Logit lens", id=TAB_ID, elem_id="tab-lens") as tab:
-        with gr.Row():
-            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=2, scale=4,
+        with stage_bar():
+            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=1, max_lines=3, scale=5,
                                 max_length=v.MAX_PROMPT_CHARS, elem_id="lens-prompt")
-            with gr.Column(scale=1):
-                position = gr.Number(value=-1, precision=0, label="Follow the prediction at position (-1 = last)",
-                                     elem_id="lens-pos")
-                button = gr.Button("Show logit lens", variant="primary", elem_id="lens-btn")
-        examples_with_note(TAB_ID, prompt)
-        note = gr.Markdown()
+            position = gr.Number(value=-1, precision=0, label="Follow the prediction at position (-1 = last)",
+                                 scale=2, min_width=180, elem_id="lens-pos")
+            button = gr.Button("Show logit lens", variant="primary", elem_id="lens-btn")
+        example_hint(TAB_ID, prompt)
         figure = gr.Plot(label="Logit lens", elem_id="lens-fig")
+        note = gr.Markdown()
         gr.Markdown("␣ is a space at the start of a token and ↵ a line break. The row *embeddings* is the "
                     "prediction from each token alone, before any block has mixed in the context: it guesses the "
                     "commonest next token overall. The books in the bundled model's corpus break lines every "
                     "70 characters or so, so its middle blocks often guess ↵ until the last ones sharpen the "
                     "prediction.", elem_classes="token-help")
         trajectory = gr.Plot(label="One prediction through the layers", elem_id="lens-traj")
-        with gr.Row():
-            json_btn = gr.DownloadButton("Download JSON", size="sm")
-            csv_btn = gr.DownloadButton("Download CSV", size="sm")
+        with stage_more("More: examples and downloads"):
+            example_prompts(TAB_ID, prompt)
+            with gr.Row():
+                json_btn = gr.DownloadButton("Download JSON", size="sm")
+                csv_btn = gr.DownloadButton("Download CSV", size="sm")
         key = gr.State(None)
     return LogitLensTab(tab, prompt, position, button, note, figure, trajectory, json_btn, csv_btn, key)
 

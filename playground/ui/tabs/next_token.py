@@ -8,14 +8,16 @@ import gradio as gr
 
 from .. import validate as v
 from ...inspection.figures.walkthrough import sampling_tree_figure
-from ..common import (DEFAULT_PROMPT, MODEL_QUEUE, PRIVATE, AppContext, examples_with_note, export_file,
-                      guarded, wire_view)
+from ..common import (DEFAULT_PROMPT, MODEL_QUEUE, PRIVATE, AppContext, example_hint, example_prompts,
+                      export_file, guarded, stage_bar, stage_more, wire_view)
 from ..validate import InputError
 from ..views import walkthrough as walk_view
 from ..theme import style_figure
 from ..views import next_token as next_view
 
 TAB_ID = "next-token"
+# Top-p below 1 by default, so the two bars of each candidate differ from the start (the tab's hint names 0.9).
+DEFAULT_TOP_P = 0.9
 
 
 @dataclass
@@ -56,23 +58,27 @@ class NextTokenTab:
 
 def build(ctx: AppContext) -> NextTokenTab:
     with gr.Tab("Next token", id=TAB_ID, elem_id="tab-next") as tab:
-        with gr.Row():
-            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=2, scale=4,
+        with stage_bar():
+            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=1, max_lines=3, scale=5,
                                 max_length=v.MAX_PROMPT_CHARS, elem_id="next-prompt")
-            button = gr.Button("Show next-token distribution", variant="primary", scale=1, elem_id="next-btn")
-        examples_with_note(TAB_ID, prompt)
-        with gr.Row():
-            temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature", elem_id="next-temperature")
-            top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k (0 = off)", elem_id="next-top-k")
-            top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p (1 = off)", elem_id="next-top-p")
-            show = gr.Slider(1, 50, value=10, step=1, label="Candidates shown", elem_id="next-show")
-            stages = gr.Checkbox(label="Show every stage", value=False, elem_id="next-stages")
-        summary = gr.Markdown()
+            temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature", scale=2, min_width=150,
+                                    elem_id="next-temperature")
+            top_p = gr.Slider(0.05, 1, value=DEFAULT_TOP_P, step=0.05, label="Top-p (1 = off)", scale=2,
+                              min_width=150, elem_id="next-top-p")
+            button = gr.Button("Show next-token distribution", variant="primary", elem_id="next-btn")
+        example_hint(TAB_ID, prompt)
         figure = gr.Plot(label="Next-token distribution", elem_id="next-fig")
-        table = gr.Dataframe(headers=next_view.NEXT_HEADERS, interactive=False)
-        with gr.Row():
-            json_btn = gr.DownloadButton("Download JSON", size="sm")
-            csv_btn = gr.DownloadButton("Download CSV", size="sm")
+        summary = gr.Markdown()
+        with stage_more("More: top-k, candidates, every stage, examples, the table and downloads"):
+            with gr.Row():
+                top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k (0 = off)", elem_id="next-top-k")
+                show = gr.Slider(1, 50, value=10, step=1, label="Candidates shown", elem_id="next-show")
+                stages = gr.Checkbox(label="Show every stage", value=False, elem_id="next-stages")
+            example_prompts(TAB_ID, prompt)
+            table = gr.Dataframe(headers=next_view.NEXT_HEADERS, interactive=False)
+            with gr.Row():
+                json_btn = gr.DownloadButton("Download JSON", size="sm")
+                csv_btn = gr.DownloadButton("Download CSV", size="sm")
         key = gr.State(None)
         with gr.Accordion("Sampling tree: the likely continuations two or three tokens deep", open=False,
                           elem_id="tree-accordion"):

@@ -9,7 +9,7 @@ import gradio as gr
 from ...config import PRESETS, GPTConfig
 from ...inspection.export import dumps
 from .. import validate as v
-from ..common import LIGHT, PRIVATE, AppContext, export_file, guarded
+from ..common import LIGHT, PRIVATE, AppContext, export_file, guarded, stage_bar, stage_more
 from ..i18n import current_lang, tr
 from ..theme import style_figure
 from ..views import parameters as param_view
@@ -42,33 +42,34 @@ class ParametersTab:
 def build(ctx: AppContext) -> ParametersTab:
     base = PRESETS["gpt2"]
     with gr.Tab("Parameters", id=TAB_ID, elem_id="tab-parameters") as tab:
-        gr.Markdown("Change any value: the count, the formulas and the figures follow at once.")
-        with gr.Row():
+        with gr.Row(elem_classes=["stage-bar"], elem_id="p-presets"):
             presets = [gr.Button(name, size="sm", elem_id=f"preset-{name}") for name in PRESETS]
-        with gr.Row():
+        with stage_bar():
             vocab = gr.Slider(1, 200_000, value=base.vocab_size, step=1, label="Vocabulary size", elem_id="p-vocab")
             ctx_len = gr.Slider(1, 8192, value=base.context_length, step=1, label="Context length", elem_id="p-ctx")
             emb = gr.Slider(1, 4096, value=base.emb_dim, step=1, label="Embedding dim", elem_id="p-emb")
-        with gr.Row():
             heads = gr.Slider(1, 64, value=base.n_heads, step=1, label="Heads", elem_id="p-heads")
             layers = gr.Slider(1, 96, value=base.n_layers, step=1, label="Layers", elem_id="p-layers")
-            with gr.Column():
+            with gr.Column(min_width=150, scale=0):
                 bias = gr.Checkbox(value=base.qkv_bias, label="QKV bias", elem_id="p-bias")
                 tie = gr.Checkbox(value=base.tie_embeddings, label="Tied output head", elem_id="p-tie")
         initial = param_view.params_view(base, None)
-        summary = gr.Markdown(initial.summary_markdown(), elem_id="p-summary")
-        compare = gr.Markdown(elem_id="p-compare")
         tree_fig, bar_fig = initial.figures()
         with gr.Row(elem_id="p-figs"):
             treemap = gr.Plot(tree_fig, label="Where the parameters are", elem_id="p-treemap")
             bar = gr.Plot(bar_fig, label="Per part", elem_id="p-bar")
-        table = gr.Dataframe(initial.rows(), headers=param_view.PARAM_HEADERS, interactive=False, wrap=True,
-                             label="Step by step")
-        derivation = gr.Textbox(initial.derivation(), label="The derivation, as in the book", lines=8,
-                                interactive=False, buttons=["copy"])
-        with gr.Row():
-            json_btn = gr.DownloadButton("Download JSON", size="sm")
-            csv_btn = gr.DownloadButton("Download CSV", size="sm")
+        summary = gr.Markdown(initial.summary_markdown(), elem_id="p-summary")
+        compare = gr.Markdown(elem_id="p-compare")
+        gr.Markdown("Change any value: the count, the formulas and the figures follow at once.",
+                    elem_classes="token-help")
+        with stage_more("More: the count step by step, the book's derivation, downloads"):
+            table = gr.Dataframe(initial.rows(), headers=param_view.PARAM_HEADERS, interactive=False, wrap=True,
+                                 label="Step by step")
+            derivation = gr.Textbox(initial.derivation(), label="The derivation, as in the book", lines=8,
+                                    interactive=False, buttons=["copy"])
+            with gr.Row():
+                json_btn = gr.DownloadButton("Download JSON", size="sm")
+                csv_btn = gr.DownloadButton("Download CSV", size="sm")
     fields = dict(zip(FIELDS, (vocab, ctx_len, emb, heads, layers, bias, tie)))
     return ParametersTab(tab, presets, fields, summary, compare, treemap, bar, table, derivation, json_btn, csv_btn)
 

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from .. import validate as v
-from ..common import DEFAULT_PROMPT, LIGHT, PRIVATE, AppContext, export_file, guarded, wire_view
+from ..common import DEFAULT_PROMPT, LIGHT, PRIVATE, AppContext, export_file, guarded, stage_bar, stage_more, wire_view
 from ..theme import style_figure
 from ..views import shapes as shape_view
 
@@ -46,21 +46,22 @@ class ShapesTab:
 
 def build(ctx: AppContext) -> ShapesTab:
     with gr.Tab("Shapes", id=TAB_ID, elem_id="tab-shapes") as tab:
-        with gr.Row():
-            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=2, scale=4,
+        with stage_bar():
+            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt", lines=1, max_lines=3, scale=5,
                                 max_length=v.MAX_PROMPT_CHARS, elem_id="trace-prompt")
-            with gr.Column(scale=1):
-                expand = gr.Checkbox(label="Expand every block", value=False, elem_id="trace-expand")
-                button = gr.Button("Trace the forward pass", variant="primary", elem_id="trace-btn")
+            expand = gr.Checkbox(label="Expand every block", value=False, scale=1, min_width=150,
+                                 elem_id="trace-expand")
+            button = gr.Button("Trace the forward pass", variant="primary", elem_id="trace-btn")
+        figure = gr.Plot(label="Data flow", elem_id="trace-fig")
         note = gr.Markdown()
+        detail = gr.Markdown(elem_id="trace-detail")
         table = gr.Dataframe(interactive=False, wrap=True, elem_id="trace-table", max_height=600,
                              label="Steps (click a row for its explanation)",
                              column_widths=["4%", "5%", "17%", "17%", "12%", "9%", "36%"])
-        detail = gr.Markdown(elem_id="trace-detail")
-        figure = gr.Plot(label="Data flow", elem_id="trace-fig")
-        with gr.Row():
-            json_btn = gr.DownloadButton("Download JSON", size="sm")
-            csv_btn = gr.DownloadButton("Download CSV", size="sm")
+        with stage_more("More: downloads"):
+            with gr.Row():
+                json_btn = gr.DownloadButton("Download JSON", size="sm")
+                csv_btn = gr.DownloadButton("Download CSV", size="sm")
         rows = gr.State([])
         key = gr.State(None)
     return ShapesTab(tab, prompt, ctx.lang, expand, button, note, table, detail, figure, json_btn, csv_btn, rows, key)

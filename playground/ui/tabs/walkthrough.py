@@ -12,7 +12,7 @@ from ...inspection.figures.walkthrough import kv_cache_figure, step_figure
 from ...inspection.walkthrough import STEP_IDS, Walkthrough
 from .. import validate as v
 from ...inspection.export import dumps
-from ..common import DEFAULT_PROMPT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded
+from ..common import DEFAULT_PROMPT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded, stage_bar
 from ..i18n import current_lang, tr
 from ..theme import style_figure
 from ..views import walkthrough as walk_view
@@ -57,6 +57,15 @@ class WalkthroughTab:
 def build(ctx: AppContext) -> WalkthroughTab:
     n = len(STEP_IDS)
     with gr.Tab("Step by step", id=TAB_ID, elem_id="tab-walkthrough") as tab:
+        with stage_bar():
+            prev = gr.Button("◀ Prev", size="sm", elem_id="walk-prev", min_width=80)
+            nxt = gr.Button("Next ▶", size="sm", variant="primary", elem_id="walk-next", min_width=80)
+            play = gr.Button("Play ▶▶", size="sm", elem_id="walk-play", min_width=80)
+            pause = gr.Button("Pause ▮▮", size="sm", elem_id="walk-pause", min_width=80)
+            step = gr.Slider(0, n - 1, value=0, step=1, label=f"Step (0-{n - 1})", elem_id="walk-step", scale=3,
+                             min_width=200)
+            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt (the first 8 tokens are used)", lines=1,
+                                max_lines=2, scale=3, max_length=v.MAX_PROMPT_CHARS, elem_id="walk-prompt")
         title = gr.Markdown(elem_id="walk-title")
         with gr.Row(elem_id="walk-main"):
             with gr.Column(scale=3):
@@ -65,14 +74,6 @@ def build(ctx: AppContext) -> WalkthroughTab:
                 code = gr.HTML(elem_id="walk-code")
                 explanation = gr.Markdown(elem_id="walk-explanation")
         with gr.Row(elem_id="walk-controls"):
-            prev = gr.Button("◀ Prev", size="sm", elem_id="walk-prev", min_width=80)
-            nxt = gr.Button("Next ▶", size="sm", variant="primary", elem_id="walk-next", min_width=80)
-            play = gr.Button("Play ▶▶", size="sm", elem_id="walk-play", min_width=80)
-            pause = gr.Button("Pause ▮▮", size="sm", elem_id="walk-pause", min_width=80)
-            step = gr.Slider(0, n - 1, value=0, step=1, label=f"Step (0-{n - 1})", elem_id="walk-step", scale=3)
-        with gr.Row():
-            prompt = gr.Textbox(value=DEFAULT_PROMPT, label="Prompt (the first 8 tokens are used)", lines=1,
-                                scale=3, max_length=v.MAX_PROMPT_CHARS, elem_id="walk-prompt")
             layer = gr.Slider(0, 11, value=0, step=1, label="Block shown", elem_id="walk-layer")
             head = gr.Slider(0, 11, value=0, step=1, label="Head shown", elem_id="walk-head")
         note = gr.Markdown(elem_id="walk-note")
@@ -101,10 +102,9 @@ def step_outputs(t: WalkthroughTab, wt: Walkthrough, i: int, present_on: bool) -
         return {t.step: i, t.title: f"## 第 {i + 1} 步（共 {len(wt.steps)} 步）：{s.title_zh}\n"
                                     f"`{s.id}` · 形状 ({shape}) · {tr(s.view, 'zh')}",
                 t.figure: fig, t.code: walk_view.code_html(s), t.explanation: s.explanation["zh"]}
-    return {t.step: i, t.title: f"## Step {i + 1} of {len(wt.steps)}: {s.title} · {s.title_zh}\n"
+    return {t.step: i, t.title: f"## Step {i + 1} of {len(wt.steps)}: {s.title}\n"
                                 f"`{s.id}` · shape ({shape}) · {s.view}",
-            t.figure: fig, t.code: walk_view.code_html(s),
-            t.explanation: f"{s.explanation['en']}\n\n<span lang='zh'>{s.explanation['zh']}</span>"}
+            t.figure: fig, t.code: walk_view.code_html(s), t.explanation: s.explanation["en"]}
 
 
 def compute(t: WalkthroughTab, ctx: AppContext):
