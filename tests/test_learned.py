@@ -146,7 +146,7 @@ def test_gradient_x_input_matches_hand_autograd(tiny_model):
     sal = gradient_x_input(m, PROMPT)
     assert sal.target["token_id"] == target
     torch.testing.assert_close(sal.scores, want, rtol=1e-4, atol=1e-5)
-    assert sal.f_input == pytest.approx(float(logits[target]), rel=1e-5)
+    assert sal.f_input == pytest.approx(float(logits[target].detach()), rel=1e-5)
     other = gradient_x_input(m, PROMPT, target=5)
     assert other.target["token_id"] == 5
     assert_untouched(m)

@@ -132,3 +132,14 @@ def test_reference_texts():
 def test_cache_dir_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PLAYGROUND_NEURON_CACHE", str(tmp_path))
     assert ni.default_cache_dir() == tmp_path
+
+
+def test_bf16_index_is_close_and_cached_apart(tmp_path):
+    model = make_model()
+    ids = reference(70)
+    exact = ni.neuron_index(model, ids, k=3, cache_dir=tmp_path, background=False).result()
+    fast = ni.neuron_index(model, ids, k=3, cache_dir=tmp_path, precision="bf16", background=False).result()
+    assert fast.precision == "bf16" and ni.NeuronIndex.load(next(tmp_path.glob("*.bf16.safetensors"))).precision == "bf16"
+    torch.testing.assert_close(fast.values, exact.values, rtol=0.05, atol=0.05)
+    with pytest.raises(ValueError, match="precision"):
+        ni.neuron_index(model, ids, cache_dir=tmp_path, precision="fp8")

@@ -11,6 +11,10 @@ One job per module:
 - ``surprisal``, ``ablation``, ``attribution``, ``patching``, ``compare``: experiments;
 - ``walkthrough``, ``kv_view``, ``sampling_tree``: one forward pass step by step, the KV cache, the
   sampling tree;
+- ``neurons``, ``neuron_index`` (+ ``reference``), ``embeddings``, ``saliency``, ``qk``: what the
+  model has learned — MLP neurons (activations, direct effect, top-activating contexts over a
+  reference text, built in the background and cached on disk), embedding / residual PCA, input
+  saliency (gradient x input, integrated gradients), one attention weight taken apart;
 - ``export``: plain JSON and CSV.
 
 Every figure lives in ``figures/`` (``figures.attention``, ``figures.logit_lens``, ...): this
