@@ -8,7 +8,7 @@ import torch
 
 from playground.hooks import capture
 from playground.inspection import neuron_index as ni
-from playground.inspection.reference import DEFAULT_SHA256, reference_for
+from playground.inspection.reference import DEFAULT_SHA256, reference_for, reference_ids
 from playground.inspection.saliency import gradient_x_input
 from tests.factories import make_model
 
@@ -127,6 +127,8 @@ def test_reference_texts():
     assert "held-out" in name and len(text) > 100_000
     name, text = reference_for("0" * 64)
     assert "sample" in name and 300_000 < len(text.encode()) < 520_000
+    name, ids = reference_ids(None)
+    assert 95_000 < ids.numel() < 115_000 and ids.dtype == torch.long
 
 
 def test_cache_dir_from_the_environment(monkeypatch, tmp_path):

@@ -76,6 +76,16 @@ def reference_for(weights_sha256: str | None) -> tuple[str, str]:
     return "public-domain sample (assets/reference_text.txt)", _read(SAMPLE_PATH)
 
 
+def reference_ids(weights_sha256: str | None, tokenizer=None) -> tuple[str, "torch.Tensor"]:
+    """``(name, ids)``: :func:`reference_for`'s text as GPT-2 token ids ``(N,)`` (special tokens as plain text)."""
+    import torch
+
+    from ..tokenizer import get_tokenizer
+    name, text = reference_for(weights_sha256)
+    tok = tokenizer or get_tokenizer()
+    return name, torch.tensor(tok.encode(text, allow_special=False), dtype=torch.long)
+
+
 if __name__ == "__main__":
     corpus = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/corpus"
     HELDOUT_PATH.write_text(heldout_text(corpus), encoding="utf-8")
