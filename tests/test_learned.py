@@ -164,10 +164,11 @@ def test_integrated_gradients_completeness_gap_shrinks():
     assert abs(fine.completeness_gap) < abs(coarse.completeness_gap)
     assert abs(fine.completeness_gap) < 1e-2 * change
     # f(0) is the model with block 0's input all zeros.
-    x = torch.zeros(1, len(PROMPT), m.cfg.emb_dim)
-    for block in m.trf_blocks:
-        x = block(x)
-    f0 = m.out_head(m.final_norm(x))[0, -1, fine.target["token_id"]]
+    with torch.no_grad():
+        x = torch.zeros(1, len(PROMPT), m.cfg.emb_dim)
+        for block in m.trf_blocks:
+            x = block(x)
+        f0 = m.out_head(m.final_norm(x))[0, -1, fine.target["token_id"]]
     assert fine.f_baseline == pytest.approx(float(f0), rel=1e-4, abs=1e-5)
     assert json.loads(fine.to_json())["completeness_gap"] == pytest.approx(fine.completeness_gap)
 

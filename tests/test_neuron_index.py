@@ -6,6 +6,7 @@ import threading
 import pytest
 import torch
 
+from playground.fast_decode import fast_path_allowed
 from playground.hooks import capture
 from playground.inspection import neuron_index as ni
 from playground.inspection.reference import DEFAULT_SHA256, reference_for, reference_ids
@@ -39,11 +40,11 @@ def brute_force(model, ids: torch.Tensor, window: int) -> torch.Tensor:
 
 
 class Forwards:
-    """Counts forward passes of a model."""
+    """Counts forward passes (calls of the token embedding, which every pass starts with)."""
 
     def __init__(self, model):
         self.n = 0
-        self.handle = model.register_forward_pre_hook(self)
+        self.handle = model.tok_emb.register_forward_pre_hook(self)
 
     def __call__(self, module, args):
         self.n += 1
@@ -106,6 +107,7 @@ def test_background_build_does_not_block_other_work(tmp_path):
     try:
         assert started.wait(30)
         assert job.state == "building" and 0 < job.progress < 1
+        assert fast_path_allowed(model)                 # no hooks left on the shared model meanwhile
         sal = gradient_x_input(model, PROMPT)           # the same model, meanwhile
         assert sal.scores.shape == (len(PROMPT),)
         assert job.state == "building"

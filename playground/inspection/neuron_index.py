@@ -5,18 +5,19 @@ Built once per model (keyed by the weights' sha256), in a background thread, and
 
 The reference text (``reference.reference_for``) is cut into consecutive windows of the
 model's context length (the last one shorter); each window is one forward pass, several per
-batch, stopped after the last block's GELU (no vocabulary head). A neuron's activation at a
-position is therefore the one it has with the text since its window's start as context.
-Memory stays bounded: only each neuron's running top K survives — ``(L, 4E, K)`` values and
-positions — merged with every batch's own top K by ``torch.topk``, one layer at a time inside
-the hook, so no ``(L, T, 4E)`` block is ever held.
+batch, stopped after the last block's GELU (no vocabulary head), run block by block without
+hooks (:func:`layer_activations`), so the shared model is never hooked during a long build.
+A neuron's activation at a position is therefore the one it has with the text since its
+window's start as context. Memory stays bounded: only each neuron's running top K survives —
+``(L, 4E, K)`` values and positions — merged with every batch's own top K by ``torch.topk``,
+one layer at a time as the blocks run, so no ``(L, T, 4E)`` block is ever held.
 
 ``precision="bf16"`` runs the scan under bfloat16 autocast: on a CPU with AVX-512 BF16 about 2.4x
 faster for a gpt2-sized model (the time is all in the blocks' matmuls), activations good to ~3
 digits — enough to rank contexts; the bundled 7.7M model indexes in seconds in fp32.
 
 No lock is held while building: the only lock guards the small table of jobs. Another request
-can use the model meanwhile (the build's hooks act in its own thread only).
+can use the model meanwhile, the fast decode path included.
 """
 from __future__ import annotations
 
@@ -27,17 +28,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..hooks import hooks
 from ..model import GPTModel
 from .export import dumps, rows_to_csv
-from .inputs import LabelFn, StopForward, eval_mode, this_thread_only
-from .neurons import n_neurons, post_hook_name
+from .inputs import LabelFn, eval_mode
+from .neurons import n_neurons
 
 DEFAULT_K = 20
 BEFORE, AFTER = 12, 4
@@ -153,6 +153,22 @@ def read_meta(path: "str | Path") -> dict:
 # --------------------------------------------------------------------------- building
 
 
+def layer_activations(model: GPTModel, ids: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(layer, (B, T, 4E) GELU output)`` block after block, without hooks: the model's own block
+    forward written out, so a long build never puts hooks on a shared model (hooks would turn off
+    the fast decode path for everyone meanwhile). No final norm, no head; the tests check it
+    against the hook point ``ff.hook_post``."""
+    pos = torch.arange(ids.shape[1], device=ids.device)
+    x = model.drop_emb(model.tok_emb(ids) + model.pos_emb(pos))                # (B, T, E)
+    for layer, block in enumerate(model.trf_blocks):
+        x = x + block.drop_shortcut(block.att(block.norm1(x)))
+        ff = block.ff
+        hidden = ff.layers[1](ff.layers[0](block.norm2(x)))                    # (B, T, 4E)
+        yield layer, hidden
+        if layer + 1 < len(model.trf_blocks):
+            x = x + block.drop_shortcut(ff.layers[2](hidden))
+
+
 def _merge(best_v: torch.Tensor, best_p: torch.Tensor, acts: torch.Tensor, start: torch.Tensor) -> None:
     """Fold one layer's ``acts`` ``(M, 4E)`` (M positions, at stream positions ``start`` ``(M,)``) into its
     running ``best_v``/``best_p`` ``(4E, K)``, in place."""
@@ -182,28 +198,17 @@ def build_neuron_index(model: GPTModel, ref_ids: torch.Tensor, *, k: int = DEFAU
     n = ref_ids.numel()
     starts = list(range(0, n, window))
     per_batch = max(1, tokens_per_batch // window)
-    state: dict[str, torch.Tensor] = {}
-
-    def fold(layer: int):
-        def fn(x: torch.Tensor, name: str) -> None:                            # x: (B, T, 4E)
-            _merge(best_v[layer], best_p[layer], x.reshape(-1, x.shape[-1]), state["pos"])
-            if layer == L - 1:
-                raise StopForward
-        return this_thread_only(fn)
-
     done = 0
-    with eval_mode(model), hooks(model, {post_hook_name(l): fold(l) for l in range(L)}):
+    with eval_mode(model):
         i = 0
         while i < len(starts):
             # Full windows batch together; the short last window runs alone.
             group = [s for s in starts[i:i + per_batch] if s + window <= n] or [starts[i]]
             ids = torch.stack([ref_ids[s:s + window] for s in group])          # (B, T)
-            state["pos"] = torch.cat([torch.arange(s, s + ids.shape[1]) for s in group])  # (B*T,)
-            try:
-                with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                    model(ids.to(model.device))
-            except StopForward:
-                pass
+            pos = torch.cat([torch.arange(s, s + ids.shape[1]) for s in group])  # (B*T,)
+            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                for layer, acts in layer_activations(model, ids.to(model.device)):   # acts: (B, T, 4E)
+                    _merge(best_v[layer], best_p[layer], acts.reshape(-1, acts.shape[-1]).cpu(), pos)
             i += len(group)
             done += ids.numel()
             if progress is not None:
