@@ -43,6 +43,8 @@ def test_pca_figures(tiny_model, dims):
     pos = F.embedding_pca_figure(positional_pca(tiny_model), dims)
     assert pos.data[0].marker.colorscale is not None and len(pos.data[0].x) == tiny_model.cfg.context_length
     res = F.residual_pca_figure(residual_pca(tiny_model, PROMPT), dims)
+    for f in (fig, pos, res):
+        f.to_json()                                     # serialisable for the browser
     assert len(res.data) == len(PROMPT) and len(res.data[0].x) == tiny_model.cfg.n_layers + 1
     with pytest.raises(ValueError, match="dims"):
         F.residual_pca_figure(residual_pca(tiny_model, PROMPT), 4)
@@ -56,3 +58,4 @@ def test_saliency_and_qk_figures(tiny_model):
     fig = F.qk_figure(b)
     assert len(fig.data) == 3 and list(fig.data[2].y) == pytest.approx(b.weights[:4].tolist())
     assert fig.data[0].z.shape == (b.head_dim, 4)
+    fig.to_json()

@@ -142,7 +142,8 @@ def integrated_gradients(model: GPTModel, tokens: TokenInput, target: "int | str
         alphas = (torch.arange(1, n + 1, dtype=x0.dtype, device=x0.device) - 0.5) / n   # (n,)
         grad_sum = torch.zeros_like(x0)                                       # (T, E)
         ends = torch.stack([x0, torch.zeros_like(x0)])                        # (2, T, E): f(x0), f(0)
-        f_ends, target_id = last_logit(model, prep.ids, ends, target_id)
+        with torch.no_grad():
+            f_ends, target_id = last_logit(model, prep.ids, ends, target_id)
         for a in alphas.split(max(1, int(steps_per_batch))):
             x = (a[:, None, None] * x0).requires_grad_(True)                  # (b, T, E)
             f, _ = last_logit(model, prep.ids, x, target_id)
@@ -150,5 +151,5 @@ def integrated_gradients(model: GPTModel, tokens: TokenInput, target: "int | str
             grad_sum += grad.detach().sum(0)
     scores = (x0 * grad_sum / n).sum(-1).float().cpu()                        # (T,)
     return Saliency("integrated_gradients", scores, {"token_id": target_id, "token": label(target_id)},
-                    float(f_ends[0].detach()), float(f_ends[1].detach()), n, prep.labels, tuple(prep.token_ids),
+                    float(f_ends[0]), float(f_ends[1]), n, prep.labels, tuple(prep.token_ids),
                     prep.offset, prep.note)
