@@ -13,6 +13,10 @@ One job per module:
   sampling tree;
 - ``circuits`` (with ``circuit_graph``, ``circuit_forward``, ``circuit_result``): edge attribution
   patching over the graph of heads and MLPs, the top-N circuit, its exact faithfulness;
+- ``neurons``, ``neuron_index`` (+ ``reference``), ``embeddings``, ``saliency``, ``qk``: what the
+  model has learned — MLP neurons (activations, direct effect, top-activating contexts over a
+  reference text, built in the background and cached on disk), embedding / residual PCA, input
+  saliency (gradient x input, integrated gradients), one attention weight taken apart;
 - ``export``: plain JSON and CSV.
 
 Every figure lives in ``figures/`` (``figures.attention``, ``figures.logit_lens``, ...): this
