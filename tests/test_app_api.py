@@ -16,9 +16,10 @@ from tests.factories import make_model
 from tests.live_app import free_port
 
 ENDPOINTS = {"/generate", "/attention", "/trace", "/params", "/logit_lens", "/next_token", "/surprisal", "/ablate",
-             "/attribution", "/patch", "/circuit", "/walkthrough", "/model_info"}
+             "/attribution", "/patch", "/circuit", "/saliency", "/neuron", "/embeddings", "/qk", "/walkthrough",
+             "/model_info"}
 MODEL_ENDPOINTS = {"generate", "attention", "trace", "logit_lens", "next_token", "surprisal", "ablate", "attribution",
-                   "patch", "circuit", "walkthrough"}
+                   "patch", "circuit", "saliency", "neuron", "embeddings", "qk", "walkthrough"}
 
 
 @pytest.fixture(scope="module")
@@ -338,6 +339,25 @@ def test_circuit_endpoint(server):
                                    api_name="/circuit")
     assert "Edges in the circuit" in error_of(client, "The cat", "The dog", " mat", " rug", 0, False,
                                               api_name="/circuit")
+
+
+@pytest.mark.slow
+def test_learned_endpoints(server):
+    """/saliency, /neuron, /embeddings and /qk: the definitions' own identities hold over HTTP."""
+    client, _ = server
+    gxi = client.predict("The cat sat on the mat", " the", "gradient_x_input", 1, api_name="/saliency")
+    assert len(gxi["scores"]) == len(gxi["labels"]) == 6 and gxi["target"]["token"] == "␣the"
+    ig = client.predict("The cat sat on the mat", " the", "integrated_gradients", 128, api_name="/saliency")
+    assert ig["completeness_gap"] == pytest.approx(sum(ig["scores"]) - (ig["f_input"] - ig["f_baseline"]), abs=1e-4)
+    out = client.predict("The cat sat on the mat", 1, 5, api_name="/neuron")
+    assert len(out["activations"]) == 6 and len(out["direct_effect"]["top"]) == 10
+    assert out["index_progress"] == 1.0 or out["contexts"] is None
+    assert "between 0 and 127" in error_of(client, "The cat", 1, 10**6, api_name="/neuron")
+    pos = client.predict("positions", "", None, "", "", 16, api_name="/embeddings")
+    assert len(pos["points"]) == 16 and sum(pos["explained"]) <= 1 + 1e-6 and pos["explained"][0] >= pos["explained"][1]
+    assert "not one token" in error_of(client, "tokens", "", None, "", "cat, xqzvwkjh", None, api_name="/embeddings")
+    row = client.predict("The cat sat on the mat", 1, 2, -1, api_name="/qk")
+    assert abs(sum(row["weights"]) - 1) < 1e-5 and len(row["scores"]) == 6
 
 
 @pytest.mark.slow

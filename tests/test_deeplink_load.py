@@ -30,6 +30,9 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "show": ("7", 7), "stages": ("1", True), "heads": ("L0H1", "L0H1"), "mlps": ("1", "1"),
     "target": (" mat", " mat"), "distractor": (" rug", " rug"), "clean": ("The cat", "The cat"),
     "corrupted": ("The dog", "The dog"), "edges": ("12", 12), "check_heads": ("1", True),
+    "neuron": ("7", 7), "embedding": ("positions", "positions"), "lists": ("months,days", ["months", "days"]),
+    "neighbours": (" queen", " queen"), "words": ("cat, dog", "cat, dog"), "dims": ("3", 3),
+    "method": ("gxi", "gradient_x_input"), "steps": ("16", 16),
 }
 SLIDERS = {"layer", "head"}                 # updates with the loaded model's maximum, not plain values
 

@@ -12,10 +12,12 @@ from typing import Any, Iterator
 import gradio as gr
 
 from ..batching import Batcher
+from ..inspection.neuron_index import IndexJob
 from .common import generate_queue, guarded
 from .state import ModelHolder
 from .views import attention as att_view
 from .views import circuits as circuit_view
+from .views import learned as learned_view
 from .views import experiments as ex_view
 from .views import generate as gen_view
 from .views import logit_lens as lens_view
@@ -25,7 +27,7 @@ from .views import shapes as shape_view
 from .views import walkthrough as walk_view
 
 ENDPOINTS = ("generate", "attention", "trace", "params", "logit_lens", "next_token", "surprisal", "ablate",
-             "attribution", "patch", "circuit", "walkthrough", "model_info")
+             "attribution", "patch", "circuit", "saliency", "neuron", "embeddings", "qk", "walkthrough", "model_info")
 
 
 def register(holder: ModelHolder, model_queue: dict[str, Any], batcher: Batcher) -> None:
@@ -149,10 +151,53 @@ def register(holder: ModelHolder, model_queue: dict[str, Any], batcher: Batcher)
 
     gr.api(guarded(generate), api_name="generate", **generate_queue(batcher))
     for fn in (attention, trace, logit_lens, next_token, surprisal, ablate, attribution, patch, circuit,
-               walkthrough):
+               *learned_endpoints(holder), walkthrough):
         gr.api(guarded(fn), api_name=fn.__name__, **model_queue)
     gr.api(guarded(params), api_name="params", concurrency_id="light", concurrency_limit=None)
     gr.api(guarded(model_info), api_name="model_info", concurrency_id="light", concurrency_limit=None)
+
+
+def learned_endpoints(holder: ModelHolder) -> tuple:
+    """What the model has learned: /saliency, /neuron, /embeddings, /qk (in the model queue)."""
+
+    def saliency(prompt: str, target: str = "", method: str = "integrated_gradients", steps: int = 32) -> dict:
+        """Which input tokens drove the logit f of `target` (one token; empty = the top prediction) at the last
+        position: {method, scores (one per token: gradient x input s_i = sum_d x0[i,d] df/dx0[i,d]; integrated
+        gradients s_i = sum_d x0[i,d] (1/n) sum_k df/dx0[i,d] at a_k x0, a_k = (k - 0.5)/n, from x0 = 0),
+        target, f_input, f_baseline, completeness_gap (IG: sum_i s_i - (f(x0) - f(0))), labels, token_ids}."""
+        return _json(learned_view.saliency(holder.require(), prompt, target, method, steps).to_json())
+
+    def neuron(prompt: str, layer: int, neuron: int) -> dict:
+        """One MLP neuron (the GELU output of trf_blocks[layer].ff, column `neuron`): {activations (on each
+        token of `prompt`), labels, direct_effect: {top, bottom: [{token_id, token, value}]} (out_head.weight @
+        (final_norm.scale * (w - mean w)), w = ff.layers[2].weight[:, neuron]), contexts (its top 20 contexts
+        over the reference text, 12 tokens before and 4 after the peak; null with "index_progress" while the
+        index is still being built in the background)}."""
+        snap = holder.require()
+        acts = learned_view.activations(snap, prompt)
+        lay, i = learned_view._layer_neuron(snap, layer, neuron)
+        found = learned_view.contexts(snap, lay, i)
+        ready = not isinstance(found, IndexJob)
+        return {**_json(acts.to_json(lay, i)), "direct_effect": _json(learned_view.direct_effect(snap, lay, i).to_json()),
+                "contexts": _json(found.to_json()) if ready else None,
+                "index_progress": 1.0 if ready else round(found.progress, 3)}
+
+    def embeddings(view: str = "tokens", prompt: str = "", lists: list[str] | None = None, neighbours: str = "",
+                   words: str = "", positions: int | None = None) -> dict:
+        """PCA (exact, SVD of the centred points; explained variance per component) of "tokens" (the
+        prompt's tokens, the word `lists` (numbers, months, days, colours, countries), your comma-separated
+        `words` and the nearest neighbours by cosine of `neighbours`), "positions" (pos_emb rows) or
+        "residual" (each token of `prompt` after the embeddings and after every block, one fit): {kind,
+        explained, points: [{id, label, group, pc1, pc2, pc3}], neighbours: [{token_id, token, cosine}]}."""
+        return _json(learned_view.embeddings(holder.require(), view, prompt, lists, neighbours, positions,
+                                             words).to_json())
+
+    def qk(prompt: str, layer: int = 0, head: int = 0, query: int = -1) -> dict:
+        """Why one attention row is what it is (head `head` of block `layer`, query position `query`, -1 =
+        the last): {q (head_dim), keys (T x head_dim), products (q * k_j per dim), scores (sum / sqrt(head_dim)),
+        mask, weights (softmax: equals the captured pattern's row)}."""
+        return _json(learned_view.qk(holder.require(), prompt, layer, head, query).to_json())
+    return saliency, neuron, embeddings, qk
 
 
 def _json(text: str) -> dict:

@@ -23,18 +23,20 @@ from . import validate as v
 from .common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, guarded, lang_keyed
 from .i18n import LANG_CHOICES, SWITCH_JS, current_lang, has_own_headers, lang_of, localize, table_headers, tr
 from .state import ModelHolder
-from .tabs import (attention, circuits, experiments, generate, logit_lens, model, next_token, parameters, shapes,
-                   walkthrough)
+from .tabs import (attention, circuits, embeddings, experiments, generate, learned, logit_lens, model, neurons,
+                   next_token, parameters, saliency, shapes, walkthrough)
 from .theme import ABSOLUTE_LINK_JS, TOGGLE_PRESENTATION_JS
 from .views import model as model_view
 
 BADGE_REFRESH_S = 10.0        # how often open pages re-read which model is loaded
 log = logging.getLogger(__name__)
 
-TAB_MODULES = (generate, attention, shapes, walkthrough, parameters, logit_lens, next_token, experiments, model)
+TAB_MODULES = (generate, attention, shapes, walkthrough, parameters, logit_lens, next_token, experiments, learned,
+               model)
+PARENTS = (experiments, learned)          # tabs holding tabs of other modules (their CHILDREN)
 # Views computed when their tab opens (circuits: a tab inside Experiments, built by that tab).
-VIEW_MODULES = (attention, shapes, walkthrough, logit_lens, next_token, circuits)
-CHILD_MODULES = experiments.CHILDREN
+VIEW_MODULES = (attention, shapes, walkthrough, logit_lens, next_token, circuits, saliency, neurons, embeddings)
+CHILD_MODULES = tuple(c for p in PARENTS for c in p.CHILDREN)
 
 
 def badge_text(holder: ModelHolder, lang: str = "en") -> str:
@@ -105,13 +107,16 @@ def link_loader(ctx: AppContext, built: dict[str, Any], tabs: gr.Tabs, current_t
         for tab_id, name, comp in link_fields:
             if name in values and (tab_id == tab or (name == "prompt" and comp in following)):
                 update[comp] = values[name]
+        neuron_layer = built[neurons.TAB_ID].layer
         for tab_id, comp, name, count in ((attention.TAB_ID, att.layer, "layer", cfg.n_layers),
                                           (attention.TAB_ID, att.head, "head", cfg.n_heads),
                                           (walkthrough.TAB_ID, walk.layer, "layer", cfg.n_layers),
-                                          (walkthrough.TAB_ID, walk.head, "head", cfg.n_heads)):
+                                          (walkthrough.TAB_ID, walk.head, "head", cfg.n_heads),
+                                          (neurons.TAB_ID, neuron_layer, "layer", cfg.n_layers)):
             linked = values.get(name) if tab == tab_id else None
+            default = min(neuron_layer.value, count - 1) if comp is neuron_layer else 0
             update[comp] = gr.update(maximum=max(count - 1, 1),
-                                     value=min(linked, count - 1) if linked is not None else 0)
+                                     value=min(linked, count - 1) if linked is not None else default)
         return update
     return ui_on_load
 
@@ -152,14 +157,16 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
         # and then hides the last tabs behind a menu a room cannot see.
         with gr.Tabs(selected=generate.TAB_ID, elem_id="tabs", overflow_behavior="wrap") as tabs:
             built = {m.TAB_ID: m.build(ctx) for m in TAB_MODULES}
-            built.update(built[experiments.TAB_ID].children)
+            for parent in PARENTS:
+                built.update(built[parent.TAB_ID].children)
         gen, att = built[generate.TAB_ID], built[attention.TAB_ID]
         for m in TAB_MODULES + CHILD_MODULES:
-            if m is not model:
+            if m not in (model, learned):
                 m.wire(built[m.TAB_ID], ctx)
 
         # ------------------------------------------------------------------ cross-tab wiring
         sliders = [(t.layer, t.head) for t in (att, built[walkthrough.TAB_ID])]
+        layer_only = [built[neurons.TAB_ID].layer]
 
         def on_loaded(ok: bool) -> dict:
             cfg = holder.current().model.cfg if holder.current() else PRESETS["gpt2"]
@@ -168,11 +175,16 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                 for layer, head in sliders:
                     update[layer] = gr.update(maximum=max(cfg.n_layers - 1, 1))
                     update[head] = gr.update(maximum=max(cfg.n_heads - 1, 1))
+                for layer in layer_only:
+                    update[layer] = gr.update(maximum=max(cfg.n_layers - 1, 1))
             return update
-        model.wire(built[model.TAB_ID], ctx, [ctx.badge] + [c for pair in sliders for c in pair], on_loaded)
+        model.wire(built[model.TAB_ID], ctx, [ctx.badge] + [c for pair in sliders for c in pair] + layer_only,
+                   on_loaded)
 
         # The other tabs' prompts follow the Generate prompt (in the browser, no server round trip).
-        followers = [t.prompt for t in built.values() if hasattr(t, "prompt") and t is not gen]
+        own_texts = {neurons.TAB_ID, embeddings.TAB_ID, saliency.TAB_ID}      # texts chosen to show their effect
+        followers = [t.prompt for tab_id, t in built.items()
+                     if hasattr(t, "prompt") and t is not gen and tab_id not in own_texts]
         gen.prompt.change(None, [gen.prompt], followers, js=f"(p) => Array({len(followers)}).fill(p)", **PRIVATE)
         following = {gen.prompt, *followers}      # a linked prompt goes to these (the others keep their examples)
         # Which tab is open (for links and presentation mode); a link shown for another tab is stale.
@@ -192,8 +204,8 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
             named = {name: value for (t_id, name, _), value in zip(link_fields, values) if t_id == tab_id}
             return gr.update(value=deeplink.build(tab_id, named, present_on, lang=current_lang()), visible=True)
 
-        load_outputs = ([tabs, built[experiments.TAB_ID].inner, current_tab, ctx.badge, ctx.present, ctx.lang,
-                         built[model.TAB_ID].info,
+        load_outputs = ([tabs, *(built[p.TAB_ID].inner for p in PARENTS), current_tab, ctx.badge, ctx.present,
+                         ctx.lang, built[model.TAB_ID].info, built[neurons.TAB_ID].layer,
                          built[model.TAB_ID].card,
                          att.layer, att.head,
                          built[walkthrough.TAB_ID].layer, built[walkthrough.TAB_ID].head]

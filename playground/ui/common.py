@@ -182,9 +182,10 @@ def stage_bar() -> gr.Row:
     return gr.Row(equal_height=True, elem_classes=["stage-bar"])
 
 
-def stage_more(label: str = "More: examples, settings, tables and downloads") -> gr.Accordion:
+def stage_more(label: str = "More: examples, settings, tables and downloads", elem_id: str | None = None
+               ) -> gr.Accordion:
     """The collapsed section under a view's figure."""
-    return gr.Accordion(label, open=False, elem_classes=["stage-more"])
+    return gr.Accordion(label, open=False, elem_classes=["stage-more"], elem_id=elem_id)
 
 
 def _note_text(tab_id: str, prompt: Any) -> str:

@@ -21,11 +21,12 @@ from ..inspection.walkthrough import STEP_IDS
 from .i18n import clean_lang
 
 TABS = ("generate", "attention", "shapes", "walkthrough", "parameters", "logit-lens", "next-token", "experiments",
-        "circuit", "model")
+        "circuit", "saliency", "learned", "neurons", "embeddings", "model")
 TAB_ALIASES = {"shape": "shapes", "trace": "shapes", "params": "parameters", "lens": "logit-lens",
                "logit_lens": "logit-lens", "logitlens": "logit-lens", "next": "next-token",
                "next_token": "next-token", "nexttoken": "next-token", "gen": "generate", "step": "walkthrough",
-               "steps": "walkthrough", "step-by-step": "walkthrough", "tour": "walkthrough", "circuits": "circuit"}
+               "steps": "walkthrough", "step-by-step": "walkthrough", "tour": "walkthrough", "circuits": "circuit",
+               "neuron": "neurons", "embedding": "embeddings", "pca": "embeddings"}
 VIEWS = ("head", "layer", "aggregate")
 VIEW_ALIASES = {"single": "head", "single head": "head", "heads": "layer", "all": "layer",
                 "all heads": "layer", "mean": "aggregate", "max": "aggregate", "mean & max": "aggregate"}
@@ -81,6 +82,15 @@ def _prompt(value: Any) -> str | None:
     return value[:MAX_PROMPT_CHARS]
 
 
+def _names(names: tuple[str, ...]) -> Callable[[Any], list[str] | None]:
+    """A comma-separated list of some of ``names`` (``lists=months,colours``); unknown names are dropped."""
+    def parse(value: Any) -> list[str] | None:
+        items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        kept = [n for n in (str(x).strip().lower() for x in items) if n in names]
+        return list(dict.fromkeys(kept)) if kept else None
+    return parse
+
+
 def _step(value: Any) -> int | None:
     """A walkthrough step by number (0-based) or by id (``attn_weights``)."""
     if isinstance(value, str) and value.strip().lower() in STEP_IDS:
@@ -108,6 +118,11 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "heads": _prompt, "mlps": _prompt, "target": _prompt, "distractor": _prompt, "clean": _prompt,
     "corrupted": _prompt,
     "edges": _int(1, 500), "check_heads": _flag,
+    "neuron": _int(0, 100_000), "embedding": _choice(("tokens", "positions", "residual")),
+    "lists": _names(("numbers", "months", "days", "colours", "countries")), "neighbours": _prompt, "words": _prompt,
+    "dims": _int(2, 3), "method": _choice(("integrated_gradients", "gradient_x_input"),
+                                         {"ig": "integrated_gradients", "gxi": "gradient_x_input"}),
+    "steps": _int(1, 256),
 }
 # What "Copy link" writes for each tab (the tab's controls, as the API names them).
 TAB_FIELDS: dict[str, tuple[str, ...]] = {
@@ -121,6 +136,10 @@ TAB_FIELDS: dict[str, tuple[str, ...]] = {
     "next-token": ("prompt", "temperature", "top_k", "top_p", "show", "stages"),
     "experiments": ("prompt", "heads", "mlps", "target", "distractor", "clean", "corrupted"),
     "circuit": ("clean", "corrupted", "target", "distractor", "edges", "check_heads"),
+    "saliency": ("prompt", "target", "method", "steps"),
+    "learned": (),
+    "neurons": ("prompt", "layer", "neuron", "position"),
+    "embeddings": ("prompt", "embedding", "lists", "neighbours", "words", "dims"),
     "model": (),
 }
 
@@ -180,7 +199,8 @@ def build(tab: Any, values: Mapping[str, Any] | None = None, present: Any = Fals
             if key in given and given[key] is not None:
                 value = FIELDS[key](given[key])
                 if value is not None:
-                    params[key] = int(value) if isinstance(value, bool) else value
+                    params[key] = (int(value) if isinstance(value, bool) else ",".join(value)
+                                   if isinstance(value, list) else value)
     if present is True:
         params["present"] = 1
     if lang is not None and FIELDS["lang"](lang) is not None:

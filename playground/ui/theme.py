@@ -130,6 +130,40 @@ KEYS_JS = """() => {
     return true;
   };
   const click = (ids) => { for (const id of ids) { const b = shown(id); if (b) { b.click(); return true; } } return false; };
+  // Clicks on figures: a cell of the attention pattern takes its row apart ("Why this weight?"); a head of
+  // the circuit graph opens that head's attention in a new window (the circuit stays as it is here).
+  const setNumber = (id, value) => {
+    const box = document.querySelector(`#${id} input[type=number]`); if (!box) return;
+    box.value = String(value); box.dispatchEvent(new Event("input", {bubbles: true}));
+  };
+  const bind = () => {
+    const att = document.querySelector("#att-fig .js-plotly-plot");
+    if (att && !att.dataset.qkBound && att.on) {
+      att.dataset.qkBound = "1";
+      att.on("plotly_click", (ev) => {
+        const pt = ev && ev.points && ev.points[0]; if (!pt || typeof pt.y !== "number") return;
+        const acc = document.querySelector("#qk-accordion .label-wrap");
+        if (acc && !acc.classList.contains("open")) acc.click();
+        setNumber("qk-query", pt.y);
+        setTimeout(() => { const b = document.getElementById("qk-btn"); if (b) b.click(); }, 150);
+      });
+    }
+    const graph = document.querySelector("#circuit-fig .js-plotly-plot");
+    if (graph && !graph.dataset.headBound && graph.on) {
+      graph.dataset.headBound = "1";
+      graph.on("plotly_click", (ev) => {
+        const pt = ev && ev.points && ev.points[0]; const cd = pt && pt.customdata;
+        if (!Array.isArray(cd) || cd.length !== 2) return;
+        const prompt = (document.querySelector("#circuit-clean textarea") || {}).value || "";
+        const q = new URLSearchParams(window.location.search);
+        const link = new URLSearchParams({tab: "attention", layer: cd[0], head: cd[1], view: "head", prompt: prompt});
+        if (q.get("lang")) link.set("lang", q.get("lang"));
+        if (document.body.classList.contains("presentation")) link.set("present", "1");
+        window.open(window.location.pathname + "?" + link.toString(), "_blank");
+      });
+    }
+  };
+  setInterval(bind, 1000);
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const t = e.target, tag = (t && t.tagName || "").toLowerCase();

@@ -2,7 +2,7 @@
 
 Pure functions, a result in, a ``go.Figure`` (or an HTML string) out, sized for a projector
 like the other figures (16 px text). Colour-blind-safe scales only: magnitudes on a
-sequential scale (``Viridis``), signed values on a diverging one centred at 0 (``RdBu``:
+sequential scale (``palette.SEQUENTIAL``), signed values on a diverging one centred at 0 (``palette.DIVERGING``:
 red = negative, blue = positive), categories (word lists) on Okabe-Ito colours.
 """
 from __future__ import annotations
@@ -20,11 +20,10 @@ from ..neurons import DirectEffect, NeuronActivations, TopNeurons
 from ..qk import QKBreakdown
 from ..saliency import Saliency
 from .axes import short, token_ticks
-from .experiments import FONT, _style
+from .experiments import _style
+from .palette import CATEGORIES, DIVERGING, NEGATIVE, POSITIVE, SEQUENTIAL
 
-SEQUENTIAL = "Viridis"
-DIVERGING = "RdBu"
-OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+OKABE_ITO = CATEGORIES
 
 
 def _pc(explained: tuple[float, ...], c: int) -> str:
@@ -41,7 +40,7 @@ def _sub(text: str) -> str:
 def direct_effect_figure(e: DirectEffect) -> go.Figure:
     """Two bar charts: the tokens the neuron raises most (blue) and lowers most (red)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("raises", "lowers"), horizontal_spacing=0.25)
-    for col, rows, colour in ((1, e.top, "#2166ac"), (2, e.bottom, "#b2182b")):
+    for col, rows, colour in ((1, e.top, POSITIVE), (2, e.bottom, NEGATIVE)):
         fig.add_trace(go.Bar(x=[r["value"] for r in rows], y=[short(visible(r["token"]), 16) for r in rows],
                              orientation="h", marker_color=colour, name="raises" if col == 1 else "lowers",
                              hovertemplate="%{y}: %{x:.3f}<extra></extra>", showlegend=False), row=1, col=col)
@@ -78,9 +77,11 @@ def neuron_contexts_html(c: NeuronContexts) -> str:
     top = max((x["activation"] for x in c.contexts), default=1.0) or 1.0
     rows = []
     for x in c.contexts:
-        colour = sample_colorscale(SEQUENTIAL, [min(max(x["activation"] / top, 0.0), 1.0)])[0]
+        frac = min(max(x["activation"] / top, 0.0), 1.0)
+        colour = sample_colorscale(SEQUENTIAL, [0.35 + 0.65 * frac])[0]          # never too pale to see
+        ink = "#fff" if frac > 0.4 else "#000"
         toks = [html.escape(visible(t)) for t in x["labels"]]
-        peak = (f'<b style="background:{colour};color:#fff;padding:1px 3px;border-radius:3px">'
+        peak = (f'<b style="background:{colour};color:{ink};padding:1px 3px;border-radius:3px">'
                 f'{toks[x["peak"]]}</b>')
         text = "".join(toks[:x["peak"]]) + peak + "".join(toks[x["peak"] + 1:])
         rows.append(f'<tr><td style="text-align:right;padding-right:12px">{x["activation"]:.3f}</td>'
@@ -150,7 +151,7 @@ def residual_pca_figure(r: ResidualPCA, dims: int = 2) -> go.Figure:
                                text=list(r.stages), hovertemplate=f"{html.escape(label)} · %{{text}}<extra></extra>"))
     _axes(fig, dims, r.explained)
     return _style(fig, "Residual stream across layers (one PCA)"
-                  + _sub("marker colour: embed (dark) to the last block (yellow). " + r.note), height=640)
+                  + _sub("marker colour: embed (light) to the last block (dark). " + r.note), height=640)
 
 
 # --------------------------------------------------------------------------- saliency and q.k

@@ -7,11 +7,13 @@ from typing import Any
 import gradio as gr
 
 from ...inspection.figures.attention import head_scores_figure
+from ...inspection.figures.learned import qk_figure
 from .. import validate as v
 from ..common import (DEFAULT_PROMPT, LIGHT, MODEL_QUEUE, PRIVATE, AppContext, example_hint, example_prompts,
                       export_file, guarded, stage_bar, stage_more, wire_view)
 from ..theme import style_figure
 from ..views import attention as att_view
+from ..views import learned as learned_view
 
 TAB_ID = "attention"
 VIEW_CHOICES = [("single head", "head"), ("all heads of the layer", "layer"), ("mean & max over heads", "aggregate")]
@@ -41,6 +43,10 @@ class AttentionTab:
     scores_csv: gr.DownloadButton
     scores: gr.State
     key: gr.State
+    qk_query: gr.Number
+    qk_button: gr.Button
+    qk_fig: gr.Plot
+    qk_note: gr.Markdown
 
     def inputs(self, ctx: AppContext) -> list:
         return [self.prompt, self.layer, self.head, self.view, self.score, self.window_start, self.tokens_shown,
@@ -77,6 +83,17 @@ def build(ctx: AppContext) -> AttentionTab:
                 grid = gr.Dataframe(interactive=False, label="layer x head (click a cell)", elem_id="score-grid",
                                     max_height=420)
                 scores_fig = gr.Plot(label="Score grid", elem_id="scores-fig")
+        with stage_more("Why this weight? One row of the pattern taken apart", elem_id="qk-accordion"):
+            gr.Markdown("The head's query vector q of one token, each earlier token's key k, their products q ⊙ k "
+                        "dimension by dimension, the score Σ(q ⊙ k)/√head_dim, the causal mask and the softmax: "
+                        "its row is the row of the pattern above. Click a cell of the pattern to take its row apart.",
+                        elem_classes="token-help")
+            with gr.Row():
+                qk_query = gr.Number(value=-1, precision=0, label="Query position (-1 = the last token)",
+                                     elem_id="qk-query")
+                qk_button = gr.Button("Take this row apart", elem_id="qk-btn")
+            qk_fig = gr.Plot(label="Why this weight", elem_id="qk-fig")
+            qk_note = gr.Markdown(elem_id="qk-note")
         with stage_more("More: examples, long prompts, downloads"):
             example_prompts(TAB_ID, prompt)
             with gr.Row():
@@ -92,7 +109,8 @@ def build(ctx: AppContext) -> AttentionTab:
         scores = gr.State(None)
         key = gr.State(None)
     return AttentionTab(tab, prompt, button, layer, head, view, tokens_shown, window_start, log_scale, hide_first,
-                        note, figure, score, grid, scores_fig, json_btn, csv_btn, scores_csv, scores, key)
+                        note, figure, score, grid, scores_fig, json_btn, csv_btn, scores_csv, scores, key, qk_query,
+                        qk_button, qk_fig, qk_note)
 
 
 def compute(t: AttentionTab, ctx: AppContext):
@@ -141,6 +159,15 @@ def wire(t: AttentionTab, ctx: AppContext) -> None:
     wire_view(t, ctx, ui_attention, [t.button.click, t.prompt.submit, t.layer.release, t.head.release,
                                      t.view.input, t.tokens_shown.release, t.window_start.submit,
                                      t.log_scale.input, t.hide_first.input])
+    @guarded
+    def ui_qk(prompt, lay, hd, query, present_on):
+        b = learned_view.qk(ctx.need_model(), prompt, lay, hd, query)
+        top = int(b.weights.argmax())
+        return {t.qk_fig: style_figure(qk_figure(b), present_on),
+                t.qk_note: f"Query {b.query} '{b.labels[b.query]}': its largest weight, {float(b.weights[top]):.3f}, "
+                           f"goes to key {top} '{b.labels[top]}'."}
+    t.qk_button.click(ui_qk, [t.prompt, t.layer, t.head, t.qk_query, ctx.present], [t.qk_fig, t.qk_note],
+                      **MODEL_QUEUE, **PRIVATE)
     t.score.input(ui_regrid, [t.scores, t.score, ctx.present], [t.grid, t.scores_fig], **LIGHT, **PRIVATE)
     t.grid.select(ui_pick_head, None, [t.layer, t.head, t.view], **LIGHT, **PRIVATE).then(
         ui_attention, inputs, outputs, **MODEL_QUEUE, **PRIVATE)

@@ -14,9 +14,9 @@ from ..common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guard
 from ..i18n import current_lang, tr_html
 from ..theme import style_figure
 from ..views import experiments as ex
-from . import circuits
+from . import circuits, saliency
 
-CHILDREN = (circuits,)     # experiments with modules of their own, built inside this tab's tabs
+CHILDREN = (circuits, saliency)     # experiments with modules of their own, built inside this tab's tabs
 
 TAB_ID = "experiments"
 REPEATED = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
