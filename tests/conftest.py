@@ -12,6 +12,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test touches the network
 os.environ.setdefault("PLAYGROUND_KERNEL_CACHE", os.path.join(
     __import__("tempfile").mkdtemp(prefix="playground-kernels-"), "kernels.json"))
 
+# Neuron indexes of the test models go to a folder of this run, not the user's cache.
+os.environ.setdefault("PLAYGROUND_NEURON_CACHE", __import__("tempfile").mkdtemp(prefix="playground-neurons-"))
+
 # One thread: tiny models gain nothing from two, and the suite must not collapse when the
 # machine's other core is busy (two OpenMP threads on a loaded 2-core box run ~10x slower).
 torch.set_num_threads(1)

@@ -15,7 +15,7 @@ import torch
 from playground.inspection.params import param_breakdown
 from playground.config import PRESETS
 from playground.checkpoints import save_model
-from tests.factories import make_model
+from tests.factories import TINY, make_model
 from tests.live_app import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -105,6 +105,7 @@ def test_journey_through_every_tab(page, app_url, tmp_path, monkeypatch):
     assert len(grown) >= 3, f"text did not stream: {seen}"
     expect_text(page, "#gen-stats", "generated: 500")
     expect_text(page, "#alt-caption", "Token 500 of 500")
+    page.get_by_text("More: sampling settings, examples, the table and downloads").click()   # the table, collapsed
     assert "drawn" in page.locator("#alt-table").text_content()
     page.locator("#gen-tokens .token").nth(3).click()
     expect_text(page, "#alt-caption", "Token 3 of 500")
@@ -145,6 +146,7 @@ def test_journey_through_every_tab(page, app_url, tmp_path, monkeypatch):
     expect_text(page, "#att-fig", "Layer 0, head 0")
     page.hover("#att-fig .js-plotly-plot")
     page.locator("#att-fig .modebar-btn[data-title='Download plot as a PNG']").wait_for(state="attached")
+    page.get_by_text("Head scores: what kind of head is each one?").click()   # the collapsed section under it
     page.click("#score-grid [data-testid=cell-1-3]")            # row = layer 1, column 3 = head 2
     expect_text(page, "#att-fig", "Layer 1, head 2")
     shot(page, "2-attention")
@@ -164,6 +166,8 @@ def test_journey_through_every_tab(page, app_url, tmp_path, monkeypatch):
 
     # Parameters: moving a slider changes the total, no button.
     open_tab(page, "Parameters")
+    expect_text(page, "#p-summary", f"{param_breakdown(TINY).total:,}")      # it opens on the loaded model's config
+    page.click("#preset-gpt2")
     gpt2 = param_breakdown(PRESETS["gpt2"]).total
     expect_text(page, "#p-summary", f"{gpt2:,}")
     set_slider(page, "#p-layers", 24)
@@ -291,6 +295,7 @@ def test_experiments_show_their_figures(page, app_url):
     page.locator("#ablate-heads textarea, #ablate-heads input").first.fill("L1H2")
     page.click("#ablate-btn")
     expect_text(page, "#ablate-text", "Greedy continuation")
+    page.get_by_text("Induction score per head: click a cell to add or remove that head").click()   # collapsed
     page.click("#ablate-grid [data-testid=cell-0-2]")           # layer 0, head 1: added to the list
     page.wait_for_function("() => document.querySelector('#ablate-heads textarea, #ablate-heads input').value"
                            ".includes('L0H1')")
@@ -303,7 +308,36 @@ def test_experiments_show_their_figures(page, app_url):
 
 
 PRESENT_FIGURES = [("attention", "#att-fig"), ("logit-lens", "#lens-fig"), ("next-token", "#next-fig"),
-                   ("shapes", "#trace-fig"), ("parameters", "#p-treemap"), ("walkthrough", "#walk-fig")]
+                   ("shapes", "#trace-fig"), ("parameters", "#p-treemap"), ("walkthrough", "#walk-fig"),
+                   ("circuit", "#circuit-fig"), ("saliency", "#saliency-fig"), ("embeddings", "#emb-fig")]
+# Every view's figure and its main button (the stage layout: a bar of controls, the figure under it).
+STAGES = [("generate", "#gen-text", "#generate-btn"), ("attention", "#att-fig", "#att-btn"),
+          ("shapes", "#trace-fig", "#trace-btn"), ("walkthrough", "#walk-fig", "#walk-next"),
+          ("parameters", "#p-treemap", "#preset-gpt2"), ("logit-lens", "#lens-fig", "#lens-btn"),
+          ("next-token", "#next-fig", "#next-btn"), ("circuit", "#circuit-fig", "#circuit-btn"),
+          ("saliency", "#saliency-text", "#saliency-btn"), ("neurons", "#neuron-effect", "#neuron-btn"),
+          ("embeddings", "#emb-fig", "#emb-btn")]
+
+
+@pytest.mark.parametrize("mode, size", [("present", (1280, 720)), ("normal", (1440, 900))])
+def test_every_view_is_a_stage(browser, app_url, mode, size):
+    """Each view's main button and the top of its figure are in the first screen (at 1280x720 in
+    presentation mode, a third of the screen at least left for the figure), its button above the figure."""
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        for tab, fig, button in STAGES:
+            page.goto(f"{app_url}/?tab={tab}&present={int(mode == 'present')}")
+            page.locator(button).first.wait_for(state="visible")
+            page.locator(fig).first.wait_for(state="visible")
+            page.wait_for_timeout(300)
+            b, f = page.locator(button).first.bounding_box(), page.locator(fig).first.bounding_box()
+            assert b["y"] + b["height"] <= size[1], (tab, "button below the first screen", b)
+            assert f["y"] <= size[1] * (0.6 if mode == "present" else 0.75), (tab, "figure starts too low", f)
+            assert b["y"] < f["y"], (tab, "the controls sit above the figure", b, f)
+    finally:
+        context.close()
 
 
 @pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)], ids=["1280x720", "1920x1080"])
@@ -343,6 +377,7 @@ def test_a_link_with_a_seed_reproduces_the_same_text(page, app_url):
     for _ in range(2):
         page.goto(link)
         page.wait_for_function("() => document.querySelector('#max-new input[type=number]')?.value === '12'")
+        page.get_by_text("More: sampling settings, examples, the table and downloads").click()
         assert page.input_value("#gen-seed input") == "7"
         assert page.input_value("#gen-temperature input[type=number]") == "0.9"
         page.click("#generate-btn")
@@ -377,7 +412,7 @@ def english_left(texts: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("tab", ["generate", "attention", "shapes", "walkthrough", "parameters", "logit-lens",
-                                 "next-token", "experiments", "model"])
+                                 "next-token", "experiments", "circuit", "saliency", "neurons", "embeddings", "model"])
 def test_every_tab_reads_in_chinese(browser, app_url, tab):
     """?lang=zh: every tab name, label, button, note and figure title is 中文 (the user's and the model's
     text aside); the switch in the header brings English back at once."""
@@ -388,7 +423,8 @@ def test_every_tab_reads_in_chinese(browser, app_url, tab):
         page.goto(f"{app_url}/?tab={tab}&lang=zh&prompt=The+cat+sat+on+the+mat.+The+cat+sat")
         expect_text(page, "#tabs", "模型")
         expect_text(page, "#tabs", "逐步讲解")
-        if tab in ("attention", "shapes", "walkthrough", "logit-lens", "next-token", "parameters", "experiments"):
+        if tab in ("attention", "shapes", "walkthrough", "logit-lens", "next-token", "parameters", "experiments",
+                   "circuit", "saliency", "neurons", "embeddings"):
             page.locator(".js-plotly-plot .main-svg").first.wait_for()
         page.wait_for_timeout(1500)
         left = english_left(page.evaluate(UI_TEXT_JS))

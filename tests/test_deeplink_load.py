@@ -151,3 +151,28 @@ def test_parameters_open_on_the_loaded_models_own_config(page, tab):
         assert value_of(out[controls["parameters"][name]]) == getattr(TINY, name)
     linked = load(page, tab="parameters", preset="gpt2")
     assert value_of(linked[controls["parameters"]["emb_dim"]]) == 768
+
+
+def test_attention_opens_on_the_clearest_previous_token_head(page):
+    """Without a linked head: the loaded model's head with the highest previous-token score (random tokens)."""
+    from playground.inspection.head_scores import head_scores
+    _, controls, built = page
+    out = load(page, tab="attention")
+    scores = head_scores(make_model()).previous_token                          # (L, H): the page's tiny model
+    layer, head = divmod(int(scores.flatten().argmax()), scores.shape[1])
+    assert (value_of(out[controls["attention"]["layer"]]), value_of(out[controls["attention"]["head"]])) == (layer, head)
+    linked = load(page, tab="attention", layer="1", head="2")
+    assert (value_of(linked[controls["attention"]["layer"]]), value_of(linked[controls["attention"]["head"]])) == (1, 2)
+
+
+def test_the_clearest_head_is_the_highest_previous_token_score():
+    """On a model whose best previous-token head is not the first one (seed 1: layer 0, head 3)."""
+    from types import SimpleNamespace
+
+    from playground.inspection.head_scores import head_scores
+    from playground.ui.views.attention import clearest_head
+    model = make_model(seed=1)
+    scores = head_scores(model).previous_token
+    expected = divmod(int(scores.flatten().argmax()), scores.shape[1])
+    assert expected != (0, 0)
+    assert clearest_head(SimpleNamespace(uid="seed-1-model", model=model)) == expected

@@ -429,3 +429,30 @@ def test_the_score_grid_figure_shows_the_score_the_table_shows(snap):
     assert not fig.layout.updatemenus and len(fig.data) == 1 and fig.data[0].name == "induction"
     headers, rows = av.grid()
     assert [r[1:] for r in rows] == [[round(float(x), 3) for x in row] for row in fig.data[0].z.tolist()]
+
+
+def test_model_info_names_the_cpu_and_the_kernels_prepared(holder):
+    """/model_info's ``cpu`` and ``kernels``: the layouts of every precision prepared so far, by matrix."""
+    from playground.fast_decode import fast_weights
+    from playground.kernel_choice import LAYOUTS, cpu_name
+    fast_weights(holder.require().model, "fp32")
+    info = holder.info()
+    assert info["cpu"] == cpu_name() and info["cpu"]
+    assert set(info["kernels"]["fp32"]) == {"qkv", "out_proj", "ff_expand", "ff_contract", "head"}
+    assert all(part.removeprefix("rows>1 ") in LAYOUTS for k in info["kernels"]["fp32"].values() for part in k.split(", "))
+    assert set(info["kernels_missing"]) <= set(info["kernels"])
+
+
+def test_compare_two_prompts(snap):
+    """The Compare experiment: the same prompt twice moves nothing; two prompts that differ in one token say
+    where, and the tokens that moved most come first."""
+    from playground.ui.views.experiments import comparison_view
+    same = comparison_view(snap, "The cat sat on the mat", "The cat sat on the mat")
+    assert same.kl_bits == pytest.approx(0.0, abs=1e-6) and all(abs(m["delta"]) < 1e-6 for m in same.moved)
+    c = comparison_view(snap, "The cat sat on the mat", "The cat sat on the rug")
+    assert c.kl_bits > 0 and c.common_prefix == 5 and [d["position"] for d in c.diff] == [5]
+    deltas = [abs(m["delta"]) for m in c.moved]
+    assert deltas == sorted(deltas, reverse=True)
+    assert all(m["delta"] == pytest.approx(m["prob_b"] - m["prob_a"]) for m in c.moved)
+    with pytest.raises(InputError, match="Prompt B"):
+        comparison_view(snap, "The cat", "")

@@ -21,11 +21,13 @@ from ..paths import WEIGHTS_DIR
 from . import api, deeplink
 from . import validate as v
 from .common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, guarded, lang_keyed
+from .glossary import glossary_markdown
 from .i18n import LANG_CHOICES, SWITCH_JS, current_lang, has_own_headers, lang_of, localize, table_headers, tr
 from .state import ModelHolder
 from .tabs import (attention, circuits, embeddings, experiments, generate, learned, logit_lens, model, neurons,
                    next_token, parameters, saliency, shapes, walkthrough)
 from .theme import ABSOLUTE_LINK_JS, TOGGLE_PRESENTATION_JS
+from .views import attention as att_view
 from .views import model as model_view
 
 BADGE_REFRESH_S = 10.0        # how often open pages re-read which model is loaded
@@ -108,15 +110,22 @@ def link_loader(ctx: AppContext, built: dict[str, Any], tabs: gr.Tabs, current_t
             if name in values and (tab_id == tab or (name == "prompt" and comp in following)):
                 update[comp] = values[name]
         neuron_layer = built[neurons.TAB_ID].layer
+        best = att_view.clearest_head(snap) if snap is not None else (0, 0)
+        opening = {"layer": best[0], "head": best[1]}            # Attention opens on a head that shows something
         for tab_id, comp, name, count in ((attention.TAB_ID, att.layer, "layer", cfg.n_layers),
                                           (attention.TAB_ID, att.head, "head", cfg.n_heads),
                                           (walkthrough.TAB_ID, walk.layer, "layer", cfg.n_layers),
                                           (walkthrough.TAB_ID, walk.head, "head", cfg.n_heads),
                                           (neurons.TAB_ID, neuron_layer, "layer", cfg.n_layers)):
             linked = values.get(name) if tab == tab_id else None
-            default = min(neuron_layer.value, count - 1) if comp is neuron_layer else 0
+            default = (min(neuron_layer.value, count - 1) if comp is neuron_layer
+                       else opening[name] if comp in (att.layer, att.head) else 0)
             update[comp] = gr.update(maximum=max(count - 1, 1),
                                      value=min(linked, count - 1) if linked is not None else default)
+        # The neuron presets are the bundled model's: on a smaller model the default neuron is its last.
+        neuron_box = built[neurons.TAB_ID].neuron
+        linked_neuron = values.get("neuron") if tab == neurons.TAB_ID else None
+        update[neuron_box] = min(linked_neuron if linked_neuron is not None else neuron_box.value, 4 * cfg.emb_dim - 1)
         return update
     return ui_on_load
 
@@ -205,7 +214,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
             return gr.update(value=deeplink.build(tab_id, named, present_on, lang=current_lang()), visible=True)
 
         load_outputs = ([tabs, *(built[p.TAB_ID].inner for p in PARENTS), current_tab, ctx.badge, ctx.present,
-                         ctx.lang, built[model.TAB_ID].info, built[neurons.TAB_ID].layer,
+                         ctx.lang, built[model.TAB_ID].info, built[neurons.TAB_ID].layer, built[neurons.TAB_ID].neuron,
                          built[model.TAB_ID].card,
                          att.layer, att.head,
                          built[walkthrough.TAB_ID].layer, built[walkthrough.TAB_ID].head]
@@ -245,6 +254,8 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
         gr.Timer(BADGE_REFRESH_S).tick(ui_badge_if_changed, [ctx.badge], [ctx.badge], show_progress="hidden",
                                        **LIGHT, **PRIVATE)
 
+        with gr.Accordion("Glossary", open=False, elem_id="glossary"):
+            gr.Markdown(glossary_markdown())
         api.register(holder, MODEL_QUEUE, ctx.batcher)
         _wire_language(demo, loaded, switched)
 

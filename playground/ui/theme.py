@@ -148,6 +148,17 @@ KEYS_JS = """() => {
         setTimeout(() => { const b = document.getElementById("qk-btn"); if (b) b.click(); }, 150);
       });
     }
+    const acts = document.querySelector("#neuron-text .js-plotly-plot");
+    if (acts && !acts.dataset.topBound && acts.on) {       // a token of your text: its top neurons
+      acts.dataset.topBound = "1";
+      acts.on("plotly_click", (ev) => {
+        const pt = ev && ev.points && ev.points[0]; if (!pt || typeof pt.x !== "number") return;
+        const more = document.querySelector("#neuron-position") ? null : document.querySelector("#tab-neurons .stage-more .label-wrap");
+        if (more) more.click();
+        setTimeout(() => { setNumber("neuron-position", pt.x);
+          setTimeout(() => { const b = document.getElementById("neuron-top-btn"); if (b) b.click(); }, 150); }, 300);
+      });
+    }
     const graph = document.querySelector("#circuit-fig .js-plotly-plot");
     if (graph && !graph.dataset.headBound && graph.on) {
       graph.dataset.headBound = "1";
@@ -234,7 +245,7 @@ def style_figure(fig: go.Figure, present: bool = False) -> go.Figure:
                       hoverlabel=dict(font_size=PROJECTOR_TEXT), legend_font_size=PROJECTOR_TEXT)
     fig.update_xaxes(tickfont_size=PROJECTOR_TEXT, title_font_size=PROJECTOR_TEXT + 2)
     fig.update_yaxes(tickfont_size=PROJECTOR_TEXT, title_font_size=PROJECTOR_TEXT + 2)
-    fig.update_annotations(font_size=PROJECTOR_TEXT)
+    fig.update_annotations(font_size=PROJECTOR_TEXT - 2)     # labels inside diagrams: 18 px keeps them inside
     for trace in fig.data:
         if "textfont" in trace:
             size = trace.textfont.size

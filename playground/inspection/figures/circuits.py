@@ -139,7 +139,8 @@ def circuit_graph_figure(c: Circuit, *, max_edges: int = MAX_DRAWN_EDGES) -> go.
     fig.update_yaxes(tickmode="array", tickvals=ticks, ticktext=labels, showgrid=False, zeroline=False)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False,
                      range=[-(c.n_heads - 1) / 2 - 1, (c.n_heads - 1) / 2 + 3.5])
-    fig.update_layout(legend=dict(orientation="h", y=-0.02, yanchor="top", x=0.0, font=dict(size=FONT - 2)))
+    fig.update_layout(legend=dict(orientation="h", y=-0.02, yanchor="top", x=0.0, font=dict(size=FONT - 2)),
+                      meta={"i18n_ticks": ["yaxis"], "i18n_categories": ["text", "hovertext"]})   # interface text
     shown = f"{len(drawn)} of {len(circuit)} edges" if len(drawn) < len(circuit) else f"{len(circuit)} edges"
     chosen = f"top {c.n_edges}" if c.n_edges is not None else f"|score| >= {c.threshold:g}"
     rec = "undefined" if c.recovered is None else f"{c.recovered:.0%}"

@@ -8,6 +8,7 @@ red = negative, blue = positive), categories (word lists) on Okabe-Ito colours.
 from __future__ import annotations
 
 import html
+from typing import Callable
 
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
@@ -72,23 +73,29 @@ def neuron_activation_figure(a: NeuronActivations, layer: int, neuron: int) -> g
     return _style(fig, f"L{layer} N{neuron} on your text" + _sub(a.note), height=420)
 
 
-def neuron_contexts_html(c: NeuronContexts) -> str:
-    """The top contexts as rows of text, the peak token boxed and coloured by its activation."""
+def neuron_contexts_html(c: NeuronContexts, decode: "Callable[[list[int]], str] | None" = None) -> str:
+    """The top contexts as rows of text, the peak token boxed and coloured by its activation. With ``decode``
+    (ids -> text) each side of the peak is decoded whole, so characters split over several byte tokens read
+    as themselves and spaces as spaces; without it every token is shown with visible whitespace."""
     top = max((x["activation"] for x in c.contexts), default=1.0) or 1.0
     rows = []
     for x in c.contexts:
         frac = min(max(x["activation"] / top, 0.0), 1.0)
         colour = sample_colorscale(SEQUENTIAL, [0.35 + 0.65 * frac])[0]          # never too pale to see
         ink = "#fff" if frac > 0.4 else "#000"
-        toks = [html.escape(visible(t)) for t in x["labels"]]
-        peak = (f'<b style="background:{colour};color:{ink};padding:1px 3px;border-radius:3px">'
-                f'{toks[x["peak"]]}</b>')
-        text = "".join(toks[:x["peak"]]) + peak + "".join(toks[x["peak"] + 1:])
+        p, ids = x["peak"], list(x["token_ids"])
+        if decode is not None:
+            before, at, after = (html.escape(decode(ids[:p])), html.escape(visible(decode([ids[p]]))),
+                                 html.escape(decode(ids[p + 1:])))
+        else:
+            toks = [html.escape(visible(t)) for t in x["labels"]]
+            before, at, after = "".join(toks[:p]), toks[p], "".join(toks[p + 1:])
+        peak = f'<b style="background:{colour};color:{ink};padding:1px 3px;border-radius:3px">{at}</b>'
         rows.append(f'<tr><td style="text-align:right;padding-right:12px">{x["activation"]:.3f}</td>'
-                    f'<td style="font-family:monospace">{text}</td></tr>')
+                    f'<td style="white-space:pre-wrap">{before}{peak}{after}</td></tr>')
     ref = f'<div style="margin-top:6px">over: {html.escape(c.reference)}</div>' if c.reference else ""
     return (f'<div class="neuron-contexts" style="font-size:16px"><div><b>L{c.layer} N{c.neuron}</b>: '
-            f'top {len(c.contexts)} contexts</div><table><tr><th>activation</th><th>context (peak boxed)</th></tr>'
+            f'top {len(c.contexts)} contexts</div><table><tr><th>peak activation</th><th>context (peak boxed)</th></tr>'
             f'{"".join(rows)}</table>{ref}</div>')
 
 

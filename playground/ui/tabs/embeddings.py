@@ -17,7 +17,7 @@ TAB_ID = "embeddings"
 PARENT = "learned"
 VIEW_CHOICES = [("tokens and word lists", "tokens"), ("positions", "positions"),
                 ("your text through the layers", "residual")]
-DEFAULT_TEXT = "The cat sat on the mat because it was warm"
+DEFAULT_TEXT = ""       # no prompt tokens by default: the word lists' clusters are the point
 HINTS = {
     "tokens": "Months sit together, and so do numbers and colours: the model placed words it uses alike near "
               "each other. Type a token in 'Neighbours of' to list its closest tokens by cosine.",
@@ -31,7 +31,7 @@ HINTS = {
 @dataclass
 class EmbeddingsTab:
     tab: gr.Tab
-    view: gr.Radio
+    view: gr.Dropdown
     prompt: gr.Textbox
     lists: gr.CheckboxGroup
     neighbours: gr.Textbox
@@ -59,8 +59,9 @@ class EmbeddingsTab:
 def build(ctx: AppContext) -> EmbeddingsTab:
     with gr.Tab("Embeddings", id=TAB_ID, elem_id="tab-embeddings") as tab:
         with stage_bar():
-            view = gr.Radio(VIEW_CHOICES, value="tokens", label="What to place", scale=4, elem_id="emb-view")
-            lists = gr.CheckboxGroup(list(lv.WORD_LISTS), value=["numbers", "months", "colours"], label="Word lists",
+            view = gr.Dropdown(VIEW_CHOICES, value="tokens", label="What to place", scale=3, min_width=200,
+                               elem_id="emb-view")
+            lists = gr.CheckboxGroup(list(lv.WORD_LISTS), value=["numbers", "months"], label="Word lists",
                                      scale=4, elem_id="emb-lists")
             neighbours = gr.Textbox(value=" king", label="Neighbours of", scale=1, min_width=120,
                                     elem_id="emb-neighbours")

@@ -9,6 +9,7 @@ import gradio as gr
 
 from ...inspection.figures import learned as figs
 from ...inspection.neuron_index import IndexJob
+from ...tokenizer import get_tokenizer
 from .. import validate as v
 from ..common import (LIGHT, MODEL_QUEUE, PRIVATE, AppContext, export_file, guarded, stage_bar, stage_more,
                       wire_view)
@@ -75,6 +76,8 @@ def build(ctx: AppContext) -> NeuronsTab:
             with gr.Column(scale=2):
                 effect_fig = gr.Plot(label="Direct effect on the output", elem_id="neuron-effect")
         text_fig = gr.Plot(label="Activation on your text", elem_id="neuron-text")
+        gr.Markdown("Click a token's bar to list the 20 neurons (all layers) most active there.",
+                    elem_classes="token-help")
         note = gr.Markdown(elem_id="neuron-note")
         with stage_more("More: the top neurons at a token of your text, downloads"):
             with gr.Row():
@@ -97,7 +100,8 @@ def _contexts_html(found: Any) -> tuple[str, bool]:
         return (f"<p class='neuron-progress'>Finding the contexts where each neuron fires most, over the "
                 f"reference text: {found.progress:.0%} done. They appear here when ready; every other view "
                 f"works meanwhile.</p>", True)
-    return figs.neuron_contexts_html(found), False
+    tok = get_tokenizer()
+    return figs.neuron_contexts_html(found, decode=lambda ids: tok.decode(ids).replace("\n", "↵")), False
 
 
 def compute(t: NeuronsTab, ctx: AppContext):

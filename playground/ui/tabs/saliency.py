@@ -82,7 +82,8 @@ def coloured_text(labels: tuple[str, ...], scores: list[float]) -> str:
         ink = "#fff" if abs(s) / lim > 0.6 else "#000"
         spans.append(f"<span title='{s:+.4f}' style='background:{colour};color:{ink};padding:2px 1px;"
                      f"border-radius:3px'>{html.escape(visible(label))}</span>")
-    return f"<div class='saliency-text' style='font-size:20px;line-height:2.1'>{''.join(spans)}</div>"
+    return (f"<div class='saliency-text' style='display:flex;flex-wrap:wrap;row-gap:6px;font-size:20px;"
+            f"line-height:1.6'>{''.join(spans)}</div>")
 
 
 def compute(t: SaliencyTab, ctx: AppContext):

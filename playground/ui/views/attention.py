@@ -131,6 +131,13 @@ def scores_for(snap: Snapshot, ids: tuple[int, ...]) -> HeadScores:
     return _scores.get((snap.uid, ids[-SCORE_TOKENS:]), make)
 
 
+def clearest_head(snap: Snapshot) -> tuple[int, int]:
+    """``(layer, head)`` of the loaded model's clearest previous-token head (measured on random tokens, once per
+    model): the Attention tab opens on it, so its first figure shows a pattern on any prompt (a diagonal)."""
+    best = scores_for(snap, ()).top("previous_token", 1)[0]
+    return best[0], best[1]
+
+
 def _capture_for(snap: Snapshot, ids: tuple[int, ...], layer: int) -> AttentionCapture:
     return _captures.get((snap.uid, ids, layer),
                          lambda: capture_attention(snap.model, list(ids), layers=[layer],

@@ -27,6 +27,7 @@ NEURON_TOKENS = 256            # activations, saliency and q.k on the last 256 t
 IG_STEPS_MAX = 256
 BIG_MODEL = 50_000_000         # parameters from which the neuron index runs in bf16 (where the CPU has it)
 EMBEDDING_VIEWS = ("tokens", "positions", "residual")
+RESIDUAL_EXAMPLE = "The cat sat on the mat because it was warm"      # the residual view without a text of yours
 WORD_LISTS = tuple(default_word_lists())
 METHODS = {"integrated_gradients": "integrated_gradients", "ig": "integrated_gradients",
            "gradient_x_input": "gradient_x_input", "gradient x input": "gradient_x_input", "gxi": "gradient_x_input"}
@@ -119,7 +120,7 @@ def embeddings(snap: Snapshot, view: Any = "tokens", prompt: Any = "", lists: An
         n = v.whole(positions, "Positions", 2, snap.model.cfg.context_length, default=snap.model.cfg.context_length)
         return _results.get(("pos", snap.uid, n), lambda: positional_pca(snap.model, n))
     if kind == "residual":
-        ids, _ = _ids(snap, prompt)
+        ids, _ = _ids(snap, prompt if isinstance(prompt, str) and prompt.strip() else RESIDUAL_EXAMPLE)
         if len(ids) < 2:
             raise InputError("The residual stream view needs a prompt of at least 2 tokens.")
         return _results.get(("resid", snap.uid, tuple(ids)),
