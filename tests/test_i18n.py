@@ -101,3 +101,12 @@ def test_every_text_of_the_built_page_has_a_translation(tmp_path):
     assert set(keys["en"]) == set(keys["zh-CN"]) == set(keys["zh"])
     tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab)]
     assert tabs and all(not isinstance(t.label, str) for t in tabs)   # every tab name goes through gr.I18n
+
+
+def test_a_part_in_every_block_is_translated_whole():
+    """'query weights (att.W_query) x 6' is a part name times the blocks, not a 'query {}' hover line."""
+    assert tr("query weights (att.W_query) x 6", "zh") == "查询权重 (att.W_query) x 6"
+    assert tr("key bias (att.W_key) x 12", "zh") == "键偏置 (att.W_key) x 12"
+    assert tr("query 5", "zh") == "查询 5"
+    assert tr("**Prompt:** 4 tokens · **generated:** 50 tokens · **speed:** 33.1 tokens/s · **precision:** fp32",
+              "zh").startswith("**提示词**：4 个词元")

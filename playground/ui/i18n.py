@@ -115,6 +115,9 @@ def tr(text: Any, lang: str) -> Any:
     if text in TEXT:
         return TEXT[text]
     one_line = "<br>" not in text and "\n" not in text
+    repeated = re.fullmatch(r"(.+) x (\d+)", text) if one_line else None
+    if repeated and repeated.group(1) in TEXT:        # a part in every block: before any shorter pattern
+        return f"{TEXT[repeated.group(1)]} x {repeated.group(2)}"
     if one_line:
         found = _pattern(text, lang)
         if found is not None:

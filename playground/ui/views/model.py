@@ -20,20 +20,24 @@ def model_markdown(info: dict[str, Any]) -> str:
         return f"### No model loaded\n{info.get('message', '')}"
     cfg = info["config"]
     sha = info["sha256_prefix"] or "computing…"
-    return (f"### Loaded: {info['name']}\n"
-            f"- **file:** `{info['file']}`, {info['file_size_bytes'] / 1e6:,.1f} MB, {info['layout']} layout, "
-            f"stored as {info['file_dtype']}, sha256 `{sha}`\n"
+    main = (f"### Loaded: {info['name']}\n"
+            f"- **file:** `{info['file']}`, {info['file_size_bytes'] / 1e6:,.1f} MB\n"
             f"- **parameters:** {fmt_int(info['parameters'])}\n"
             f"- **config:** {cfg['n_layers']} layers, {cfg['n_heads']} heads, emb_dim {cfg['emb_dim']}, "
             f"context {cfg['context_length']}, vocab {cfg['vocab_size']:,}, qkv_bias {cfg['qkv_bias']}, "
             f"tied head {cfg['tie_embeddings']}\n"
-            f"- **runs as:** {info['dtype']} on {info['device']}"
-            + "".join(f"\n- **fast decoder, {precision}:** " + ", ".join(f"`{m} {k}`" for m, k in kernels.items())
-                      for precision, kernels in info.get("kernels", {}).items())
-            + (f" (the fastest layouts measured on this `{info['cpu']}`)" if info.get("kernels") and info.get("cpu")
-               else "")
-            + "".join(f"\n- **{precision} cannot use** " + "; ".join(f"`{layout}`: {why}" for layout, why in missing.items())
-                      for precision, missing in info.get("kernels_missing", {}).items()))
+            f"- **runs as:** {info['dtype']} on {info['device']}")
+    # What a student does not need first (the file's layout and hash, the decoder's kernels) folds away.
+    advanced = (f"- **stored as:** {info['layout']} layout, {info['file_dtype']}, sha256 `{sha}`"
+                + "".join(f"\n- **fast decoder, {precision}:** " + ", ".join(f"`{m} {k}`" for m, k in kernels.items())
+                          for precision, kernels in info.get("kernels", {}).items())
+                + (f" (the fastest layouts measured on this `{info['cpu']}`)" if info.get("kernels") and info.get("cpu")
+                   else "")
+                + "".join(f"\n- **{precision} cannot use** " + "; ".join(f"`{layout}`: {why}"
+                                                                       for layout, why in missing.items())
+                          for precision, missing in info.get("kernels_missing", {}).items()))
+    return (f"{main}\n\n<details><summary>Advanced: the file's layout and hash, the fast decoder's kernels</summary>"
+            f"\n\n{advanced}\n\n</details>")
 
 
 def card_markdown(holder: ModelHolder, lang: str = "en") -> str:
