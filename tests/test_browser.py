@@ -396,7 +396,7 @@ UI_TEXT_JS = """() => {
     .filter(el => el.offsetParent !== null || el.closest('svg'))
     .filter(el => !inExamples(el))
     .map(el => { const c = el.cloneNode(true);              // code (identifiers, file names) aside
-                 c.querySelectorAll('code, pre').forEach(x => x.remove());
+                 c.querySelectorAll('code, pre, td, .token').forEach(x => x.remove());   // data cells too
                  return (el.closest('svg') ? el.textContent : c.innerText ?? c.textContent ?? '').trim(); })
     .filter(t => t);
 }"""

@@ -95,7 +95,7 @@ def neuron_contexts_html(c: NeuronContexts, decode: "Callable[[list[int]], str] 
                     f'<td style="white-space:pre-wrap">{before}{peak}{after}</td></tr>')
     ref = f'<div style="margin-top:6px">over: {html.escape(c.reference)}</div>' if c.reference else ""
     return (f'<div class="neuron-contexts" style="font-size:16px"><div><b>L{c.layer} N{c.neuron}</b>: '
-            f'top {len(c.contexts)} contexts</div><table><tr><th>peak activation</th><th>context (peak boxed)</th></tr>'
+            f'top {len(c.contexts)} contexts</div><table><tr><th>activation at the peak</th><th>context (peak boxed)</th></tr>'
             f'{"".join(rows)}</table>{ref}</div>')
 
 
