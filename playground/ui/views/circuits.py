@@ -11,7 +11,9 @@ from ...inspection.circuit_result import Circuit
 from ...inspection.circuits import DEFAULT_EDGES, MAX_TOKENS, find_circuit
 from ...tokenizer import get_tokenizer
 from .. import validate as v
-from ..common import LRU, encode
+from ..common import LRU
+from .experiments import prompt_pair
+from .learned import one_token_text
 from ..state import Snapshot
 from ..validate import InputError
 
@@ -72,31 +74,17 @@ def size_note(snap: Snapshot, example: str | None) -> str:
             f"{snap.model.cfg.n_layers}: expect a weak effect.")
 
 
-def _text(value: Any, label: str) -> str:
-    if value is None or value == "":
-        raise InputError(f"{label} is empty: type one token (a leading space matters).")
-    if not isinstance(value, str):
-        raise InputError(f"{label} must be text.")
-    if len(value) > 100:
-        raise InputError(f"{label} is too long: it must be one token.")
-    return value
-
-
 def circuit_view(snap: Snapshot, clean: Any, corrupted: Any, target: Any, distractor: Any,
                  n_edges: Any = DEFAULT_EDGES, check_heads: Any = False) -> Circuit:
     """The circuit of the top ``n_edges`` edges, its recovered fraction and the curve over N (cached per
     model and request; the head check runs only when asked for)."""
-    clean_ids = encode(snap, v.prompt(clean, "Clean prompt"))
-    corrupted_ids = encode(snap, v.prompt(corrupted, "Corrupted prompt"))
-    limit = min(MAX_TOKENS, snap.model.cfg.context_length)
-    if max(len(clean_ids), len(corrupted_ids)) > limit:
-        raise InputError(f"Circuits keep a copy of the residual stream for every head: use prompts of at most "
-                         f"{limit} tokens (these have {len(clean_ids)} and {len(corrupted_ids)}).")
+    clean_ids, corrupted_ids = prompt_pair(snap, clean, corrupted, MAX_TOKENS,
+                                           "Circuits keep a copy of the residual stream for every head")
     n_layers, n_heads = snap.model.cfg.n_layers, snap.model.cfg.n_heads
     total = Graph(n_layers, n_heads).n_edges
     n = v.whole(n_edges, "Edges in the circuit", 1, total, default=min(DEFAULT_EDGES, total))
     heads = v.flag(check_heads, "Check each head by patching", default=False)
-    target_text, distractor_text = _text(target, "Target"), _text(distractor, "Distractor")
+    target_text, distractor_text = one_token_text(target, "Target"), one_token_text(distractor, "Distractor")
     key = (snap.uid, tuple(clean_ids), tuple(corrupted_ids), target_text, distractor_text, n, heads)
 
     def compute() -> Circuit:

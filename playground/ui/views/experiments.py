@@ -85,12 +85,8 @@ def attribution_view(snap: Snapshot, prompt: Any, target: Any, distractor: Any =
 
 def patching_view(snap: Snapshot, clean: Any, corrupted: Any, target: Any, distractor: Any) -> Patching:
     tok = get_tokenizer()
-    clean_ids = encode(snap, v.prompt(clean, "Clean prompt"))
-    corrupted_ids = encode(snap, v.prompt(corrupted, "Corrupted prompt"))
-    limit = min(PATCH_TOKENS, snap.model.cfg.context_length)
-    if max(len(clean_ids), len(corrupted_ids)) > limit:
-        raise InputError(f"Patching runs one forward pass per layer and position: use prompts of at most "
-                         f"{limit} tokens (these have {len(clean_ids)} and {len(corrupted_ids)}).")
+    clean_ids, corrupted_ids = prompt_pair(snap, clean, corrupted, PATCH_TOKENS,
+                                           "Patching runs one forward pass per layer and position")
     target_id = _as_input_error(lambda: single_token_id(tok, _text(target, "Target"), "Target"))
     distractor_id = _as_input_error(lambda: single_token_id(tok, _text(distractor, "Distractor"), "Distractor"))
     if distractor_id == target_id:
@@ -98,6 +94,18 @@ def patching_view(snap: Snapshot, clean: Any, corrupted: Any, target: Any, distr
     _check_vocab(snap, target_id, distractor_id)
     return _as_input_error(lambda: patch_residual(snap.model, clean_ids, corrupted_ids, target_id, distractor_id,
                                                   tokenizer=tok))
+
+
+def prompt_pair(snap: Snapshot, clean: Any, corrupted: Any, most: int, why: str) -> tuple[list[int], list[int]]:
+    """The token ids of a clean and a corrupted prompt, each at most ``most`` tokens (and the context); ``why``
+    opens the message when one is longer."""
+    clean_ids = encode(snap, v.prompt(clean, "Clean prompt"))
+    corrupted_ids = encode(snap, v.prompt(corrupted, "Corrupted prompt"))
+    limit = min(most, snap.model.cfg.context_length)
+    if max(len(clean_ids), len(corrupted_ids)) > limit:
+        raise InputError(f"{why}: use prompts of at most {limit} tokens (these have {len(clean_ids)} and "
+                         f"{len(corrupted_ids)}).")
+    return clean_ids, corrupted_ids
 
 
 def comparison_view(snap: Snapshot, prompt_a: Any, prompt_b: Any) -> Comparison:

@@ -54,7 +54,8 @@ def _layer_neuron(snap: Snapshot, layer: Any, neuron: Any) -> tuple[int, int]:
     return lay, v.whole(neuron, "Neuron", 0, n_neurons(snap.model) - 1, default=0)
 
 
-def _token(value: Any, label: str, required: bool = True) -> str | None:
+def one_token_text(value: Any, label: str, required: bool = True) -> str | None:
+    """The text of one token as typed (checked for one token later, with the tokenizer), or a clear message."""
     if value is None or (isinstance(value, str) and value == ""):
         if required:
             raise InputError(f"{label} is empty: type one token (a leading space matters).")
@@ -126,7 +127,7 @@ def embeddings(snap: Snapshot, view: Any = "tokens", prompt: Any = "", lists: An
         return _results.get(("resid", snap.uid, tuple(ids)),
                             lambda: residual_pca(snap.model, ids, tokenizer=get_tokenizer()))
     names = _lists(lists)
-    near = _token(neighbours_of, "Neighbours of", required=False)
+    near = one_token_text(neighbours_of, "Neighbours of", required=False)
     text = prompt if isinstance(prompt, str) and prompt.strip() else None
     ids = tuple(_ids(snap, text)[0]) if text is not None else None
     all_lists = default_word_lists()
@@ -167,7 +168,7 @@ def saliency(snap: Snapshot, prompt: Any, target: Any = "", method: Any = "integ
              steps: Any = 32) -> Saliency:
     ids, note = _ids(snap, prompt)
     kind = v.choice(method, "Method", METHODS, default="integrated_gradients")
-    tgt = _token(target, "Target", required=False)
+    tgt = one_token_text(target, "Target", required=False)
     n = v.whole(steps, "Steps", 1, IG_STEPS_MAX, default=32)
     tok = get_tokenizer()
     if kind == "gradient_x_input":
