@@ -328,3 +328,23 @@ def test_the_generate_view_in_the_batch_equals_alone_and_says_busy(tmp_path, mod
         list(stream_generation(snap, req, batcher))
     assert e.value.title == "Busy"
     running.close()
+
+
+def test_rows_of_two_models_at_once_each_finish_on_their_own_model():
+    """A model swap while a generation runs: the running row keeps the model it started with, the new one
+    decodes on the new model, both in the one batcher, each exactly as alone (greedy ids)."""
+    old, new = make_model(seed=0), make_model(seed=1)
+    idx = prompt(6)
+    expected = {"old": alone(old, idx, 30, GREEDY, 1), "new": alone(new, idx, 30, GREEDY, 1)}
+    assert expected["old"] != expected["new"]                 # the two models really answer differently
+    batcher = Batcher(max_batch=4)
+    out: dict[str, list[int]] = {}
+    threads = [threading.Thread(target=in_batch, args=(batcher, old, idx, 30, GREEDY, 1, "fp32", None, out, "old")),
+               threading.Thread(target=in_batch, args=(batcher, new, idx, 30, GREEDY, 1, "fp32", None, out, "new",
+                                                       0.01))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert out == expected
+    assert batcher.active_rows() == 0

@@ -48,3 +48,13 @@ def test_module_entry_point(tmp_path):
     out = subprocess.run([sys.executable, "-m", "playground", "info", str(path)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "parameters:" in out.stdout
+
+
+def test_download_offline_says_why(monkeypatch, capsys):
+    """``python -m playground download gpt2`` with the network forbidden: exit 1 and a sentence, no traceback."""
+    from playground.cli import main
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-playground-cache")
+    assert main(["download", "gpt2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "HF_HUB_OFFLINE" in err and "Traceback" not in err

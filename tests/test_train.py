@@ -375,3 +375,46 @@ def test_max_ngram_repeats():
     assert max_ngram_repeats([1, 2, 3, 4, 5, 6]) == 1
     assert max_ngram_repeats([1, 2, 3, 4] * 3) == 3
     assert max_ngram_repeats([1, 2]) == 0
+
+
+def test_max_minutes_stops_the_run_on_time(tmp_path):
+    """``--max-minutes`` alone: the run trains until its time is up (the schedule decays over that time),
+    stops there and writes its weights."""
+    import time
+    data = write_corpus(tmp_path / "tiny.txt")
+    args = tiny_args(data, tmp_path, 1)
+    i = args.index("--steps")
+    args[i:i + 2] = ["--max-minutes", "0.03"]                              # 1.8 s
+    start = time.perf_counter()
+    run(args)
+    took = time.perf_counter() - start
+    steps = json.loads(read_header(tmp_path / "out" / "tiny.safetensors")[0]["training"])["steps"]
+    assert steps > 5 and 1.8 <= took < 60
+    losses = _train_losses(tmp_path / "run")
+    assert losses and losses[-1] < losses[0]
+
+
+def test_train_eval_reports_on_the_held_out_split(tmp_path, capsys):
+    """``python -m playground.train_eval``: the report of a trained file on its own held-out split, as JSON."""
+    from playground.train_eval import main as train_eval
+    data = write_corpus(tmp_path / "tiny.txt")
+    run(tiny_args(data, tmp_path, 20))
+    out = tmp_path / "report.json"
+    train_eval(["--weights", str(tmp_path / "out" / "tiny.safetensors"), "--data", str(data), "--seed", "1337",
+                "--val-fraction", "0.2", "--doc-chars", "300", "--cache-dir", str(tmp_path / "cache"),
+                "--threads", "1", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == report
+    numbers = [v for v in _leaves(report) if isinstance(v, float)]
+    assert numbers and all(math.isfinite(v) for v in numbers)
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value
