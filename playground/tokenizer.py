@@ -91,8 +91,41 @@ class Tokenizer:
         text = raw.decode("utf-8", errors="surrogateescape")
         return "".join(f"<0x{ord(c) - 0xDC00:02X}>" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in text)
 
+    def sequence_labels(self, ids: list[int]) -> list[str]:
+        """Labels for a run of tokens as they stand in a text: where two to four tokens together hold one
+        UTF-8 character (GPT-2 splits curly quotes, dashes, emoji, most CJK), each shows that character and
+        its part, ``’(1/2)`` ``’(2/2)``; a byte that joins nothing stays ``<0xE2>`` (:meth:`token_label`)."""
+        raw = [self.encoding.decode_single_token_bytes(i) if 0 <= i < self.n_vocab else b"" for i in ids]
+        out: list[str] = []
+        i = 0
+        while i < len(ids):
+            if _whole(raw[i]):
+                out.append(self.token_label(ids[i]))
+                i += 1
+                continue
+            for j in range(i + 1, min(i + 4, len(ids))):
+                joined = b"".join(raw[i:j + 1])
+                if _whole(joined):
+                    text, n = joined.decode("utf-8"), j - i + 1
+                    out += [f"{text}({k}/{n})" for k in range(1, n + 1)]
+                    i = j + 1
+                    break
+            else:
+                out.append(self.token_label(ids[i]))
+                i += 1
+        return out
+
     def token_texts(self, ids: list[int]) -> list[str]:
         return [self.token_text(i) for i in ids]
+
+
+def _whole(raw: bytes) -> bool:
+    """``raw`` is whole UTF-8 (no character cut at either end)."""
+    try:
+        raw.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _has_surrogates(text: str) -> bool:

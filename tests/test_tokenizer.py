@@ -60,3 +60,19 @@ def test_partial_characters_are_labelled_by_their_bytes():
     labels = [tok.token_label(i) for i in ids]
     assert labels[0].startswith("<0xF0>") and all("\ufffd" not in lab for lab in labels)
     assert labels[-1] == " café" and tok.token_label(tok.encode(" the")[0]) == " the"
+
+
+def test_a_character_split_over_tokens_reads_as_itself_on_each():
+    """Byte-level tokens that join into one character show that character and their part; a byte that joins
+    nothing stays as bytes (explained where it is shown)."""
+    from playground.tokenizer import get_tokenizer
+    tok = get_tokenizer()
+    ids = tok.encode("don’t — 中文 🙂")
+    labels = tok.sequence_labels(ids)
+    assert "’(1/2)" in labels and "’(2/2)" in labels and "文(2/2)" in labels
+    import re
+    parts = [re.fullmatch(r"(.+)\((\d)/(\d)\)", label) for label in labels]
+    text = "".join(label if m is None else m.group(1) if m.group(2) == "1" else "" for label, m in zip(labels, parts))
+    assert text == tok.decode(ids)                                # the labels spell the text, each character once
+    lone = tok.encode("’")[:1]                        # the first byte token alone: part of a character
+    assert tok.sequence_labels(lone) == [tok.token_label(lone[0])] and tok.token_label(lone[0]).startswith("<0x")

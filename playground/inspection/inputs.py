@@ -130,9 +130,12 @@ def prepare(model: GPTModel, tokens: TokenInput, *,
                 f"the first {offset} were cropped.")
     kept = ids[offset:]
     fn = make_label_fn(model, tokenizer, label_fn)
+    joined = (label_fn is None and hasattr(tokenizer, "sequence_labels")
+              and getattr(tokenizer, "n_vocab", None) == model.cfg.vocab_size)
     return Prepared(
         ids=torch.tensor([kept], dtype=torch.long, device=model.device),
-        labels=tuple(fn(i) for i in kept),
+        # a character split over several tokens reads as itself on each of them ("’(1/2)", "’(2/2)")
+        labels=tuple(visible(t) for t in tokenizer.sequence_labels(kept)) if joined else tuple(fn(i) for i in kept),
         offset=offset,
         original_length=len(ids),
         note=note,

@@ -94,6 +94,7 @@ body.presentation #patch-note, body.presentation #attr-note {{ order: -1; }}
 body.presentation #alt-row {{ flex-direction: column; }}
 body.presentation #p-figs {{ flex-direction: column; }}
 #p-presets button {{ flex: 1 1 0 !important; }}
+#p-flags {{ flex: 0 0 auto !important; min-width: 180px !important; gap: 4px; }}
 /* The upload box is 140 px high; at presentation sizes its "Click to Upload" would be cut off. */
 body.presentation #upload {{ height: auto !important; min-height: 200px; }}
 body.presentation #upload * {{ max-height: none !important; }}

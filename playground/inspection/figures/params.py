@@ -38,8 +38,8 @@ def params_treemap(bd: ParamBreakdown) -> go.Figure:
                 parent = f"{g}/{part}"
                 nodes.append((parent, part, g, sum(l.total for l in in_part), GROUP_COLORS[g], part))
             for l in in_part:
-                nodes.append((f"{g}/{part}/{l.name}", l.name.replace(" (", "<br>("), parent, l.total,
-                              GROUP_COLORS[g], how(l)))
+                nodes.append((f"{g}/{part}/{l.name}", _code_name(l.name), parent, l.total, GROUP_COLORS[g],
+                              f"{l.name}<br>{how(l)}"))
     ids, labels, parents, values, colors, hover = map(list, zip(*nodes))
     fig = go.Figure(go.Treemap(
         ids=ids, labels=labels, parents=parents, values=values, branchvalues="total",
@@ -53,6 +53,13 @@ def params_treemap(bd: ParamBreakdown) -> go.Figure:
                       margin=dict(t=60, l=10, r=10, b=10), uniformtext=dict(minsize=11, mode="hide"),
                       meta={"i18n_categories": ["labels"]})     # the boxes are named parts, not tokens
     return fig
+
+
+def _code_name(name: str) -> str:
+    """A part's code name, the book's (``ff.layers[0]`` of "feed-forward first layer (ff.layers[0])"): short
+    enough to fit a tall, narrow box, the same in every language; the full name is on hover."""
+    inside = name.rsplit(" (", 1)[-1].rstrip(")") if " (" in name else name
+    return inside.split(",")[0].split(":")[0].strip()
 
 
 def params_bar(bd: ParamBreakdown) -> go.Figure:

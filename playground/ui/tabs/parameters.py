@@ -50,7 +50,7 @@ def build(ctx: AppContext) -> ParametersTab:
             emb = gr.Slider(1, 4096, value=base.emb_dim, step=1, label="Embedding dim", elem_id="p-emb")
             heads = gr.Slider(1, 64, value=base.n_heads, step=1, label="Heads", elem_id="p-heads")
             layers = gr.Slider(1, 96, value=base.n_layers, step=1, label="Layers", elem_id="p-layers")
-            with gr.Column(min_width=150, scale=0):
+            with gr.Column(min_width=170, scale=0, elem_id="p-flags"):
                 bias = gr.Checkbox(value=base.qkv_bias, label="QKV bias", elem_id="p-bias")
                 tie = gr.Checkbox(value=base.tie_embeddings, label="Tied output head", elem_id="p-tie")
         initial = param_view.params_view(base, None)
