@@ -336,6 +336,8 @@ def test_every_view_is_a_stage(browser, app_url, mode, size):
             assert b["y"] + b["height"] <= size[1], (tab, "button below the first screen", b)
             assert f["y"] <= size[1] * (0.6 if mode == "present" else 0.75), (tab, "figure starts too low", f)
             assert b["y"] < f["y"], (tab, "the controls sit above the figure", b, f)
+            chinese = [t for t in page.evaluate(UI_TEXT_JS) if CJK.search(t.replace("中文", ""))]
+            assert not chinese, (tab, "Chinese on the English page", chinese[:5])     # one language at a time
     finally:
         context.close()
 
@@ -401,6 +403,7 @@ UI_TEXT_JS = """() => {
     .filter(t => t);
 }"""
 ENGLISH = re.compile(r"\b[A-Za-z]{3,}[ ,]+[A-Za-z]{3,}\b")
+CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
 # Gradio's own words (its footer, the file drop zone) follow Gradio's locale, which is the browser's.
 NOT_UI = re.compile(r"'[^']*'|GPT-2 Playground|English|Use via API|Built with Gradio|Settings|tiny\.safetensors|"
                     r"Drop File Here|Click to Upload|Hugging Face|OpenAI GPT-2")
