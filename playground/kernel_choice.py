@@ -169,7 +169,8 @@ def choose(shape: tuple[int, int], precision: str, candidates: tuple[str, ...],
         if _chosen.get(key) in candidates:
             return _chosen[key]
     with torch.inference_mode():
-        xs = [torch.randn(n, shape[1]).to(dtype) for n in rows]
+        gen = torch.Generator().manual_seed(0)        # a private RNG: a trial in a background thread must not
+        xs = [torch.randn(n, shape[1], generator=gen).to(dtype) for n in rows]   # move anyone's seeded stream
         seconds = {}
         for layout in candidates:
             fns = [build(layout) for _ in range(copies)]

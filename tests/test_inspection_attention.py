@@ -290,3 +290,14 @@ def test_another_threads_forward_is_neither_recorded_nor_stopped(model):
         handle.remove()
     assert results and results[0].shape == (1, 4, 100)          # ran to the end: not stopped
     torch.testing.assert_close(cap.weights, capture_attention(model, IDS, layers=[0]).weights)
+
+
+def test_scores_reuse_the_models_random_pass_unchanged(model):
+    """``on_random``: the random-token pass kept per model gives the very scores of a fresh two-pass call."""
+    ids = [5, 9, 12, 5, 9, 12, 7, 5, 9]
+    fresh = head_scores(model, ids)
+    reused = head_scores(model, ids, on_random=head_scores(model))
+    for name in ("previous_token", "first_token", "current_token", "entropy", "induction"):
+        assert torch.equal(fresh.score(name), reused.score(name)), name
+    assert torch.equal(fresh.prompt_induction.nan_to_num(-1), reused.prompt_induction.nan_to_num(-1))
+    assert (reused.seq_len, reused.batch, reused.seed, reused.source) == (fresh.seq_len, fresh.batch, fresh.seed, "prompt")

@@ -210,3 +210,17 @@ def test_a_layout_the_cpu_cannot_run_is_refused_by_name_and_reported(monkeypatch
             "kernels_missing": {"bf16": packed_linear.layouts_missing("bf16")}}
     text = model_markdown(info)
     assert "bf16 cannot use" in text and "`onednn_b8`: " + why in text
+
+
+def test_a_trial_leaves_the_global_random_stream_alone(cache):
+    """The layout trial runs in a background thread when a model loads: it must not draw from torch's global
+    generator, or a seeded model built meanwhile in another thread gets other weights."""
+    kernel_choice.forget()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    w = torch.randn(24, 16, generator=torch.Generator().manual_seed(1))
+    kernel_choice.choose((24, 16), "fp32", ("dense", "dense_t"), lambda layout: PackedLinear(w, None, "fp32", layout),
+                         torch.float32)
+    assert torch.equal(torch.rand(3), expected)
+    kernel_choice.forget()

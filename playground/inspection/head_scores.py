@@ -194,7 +194,7 @@ def head_scores(model: GPTModel, tokens: TokenInput | None = None, *,
                 tokenizer: TokenizerLike | None = None, seq_len: int = 50, batch: int = 4,
                 seed: int = 0, generator: torch.Generator | None = None,
                 prefix_id: int | None = None, low: int = 0, high: int | None = None,
-                pool: "Sequence[int] | torch.Tensor | None" = None) -> HeadScores:
+                pool: "Sequence[int] | torch.Tensor | None" = None, on_random: HeadScores | None = None) -> HeadScores:
     """Score every head of ``model``: previous-token, first-token (sink), current-token,
     mean entropy and induction — each a ``(n_layers, n_heads)`` float tensor on the CPU.
 
@@ -216,7 +216,8 @@ def head_scores(model: GPTModel, tokens: TokenInput | None = None, *,
     The random batch comes from ``generator`` if given, else from
     ``torch.Generator().manual_seed(seed)`` — see :func:`repeated_random_tokens`.
     ``seq_len`` is shrunk to fit the context (``note`` says so). Two passes at
-    most; only ``(L, H)`` numbers are kept, never the weights.
+    most; only ``(L, H)`` numbers are kept, never the weights. ``on_random``: this model's scores on the
+    random tokens, kept by the caller, whose induction grid is used instead of a pass of its own.
     """
     if batch < 1 or seq_len < 2:
         raise ValueError("need batch >= 1 and seq_len >= 2")
@@ -229,19 +230,25 @@ def head_scores(model: GPTModel, tokens: TokenInput | None = None, *,
             raise ValueError(f"context length {ctx} is too short for an induction sequence")
         note = f"seq_len {seq_len} does not fit twice in the context ({ctx}); used {fit}."
         seq_len = fit
-    rand = repeated_random_tokens(model.cfg.vocab_size, seq_len, batch=batch, seed=seed,
-                                  generator=generator, prefix_id=prefix_id, low=low, high=high, pool=pool)
-    rand = rand.to(model.device)                                                # (B, P + 2n)
-    half = (1, prefix_len + seq_len)  # queries of the unrepeated half
-    reducers = {"induction": lambda p: induction_score(p, seq_len, prefix_len)}
-    if tokens is None:
-        reducers.update(
-            previous_token=lambda p: previous_token_score(p, half),
-            first_token=lambda p: first_token_score(p, half),
-            current_token=lambda p: current_token_score(p, half),
-            entropy=lambda p: entropy_score(p, half),
-        )
-    got = _scored_pass(model, rand, reducers)
+    if on_random is not None and tokens is not None:
+        # The random-token pass depends on the model alone: a caller that kept it (per model) skips it.
+        got = {"induction": on_random.induction}
+        seq_len, batch, seed, note = on_random.seq_len, on_random.batch, on_random.seed, on_random.note
+        generator = None
+    else:
+        rand = repeated_random_tokens(model.cfg.vocab_size, seq_len, batch=batch, seed=seed,
+                                      generator=generator, prefix_id=prefix_id, low=low, high=high, pool=pool)
+        rand = rand.to(model.device)                                            # (B, P + 2n)
+        half = (1, prefix_len + seq_len)  # queries of the unrepeated half
+        reducers = {"induction": lambda p: induction_score(p, seq_len, prefix_len)}
+        if tokens is None:
+            reducers.update(
+                previous_token=lambda p: previous_token_score(p, half),
+                first_token=lambda p: first_token_score(p, half),
+                current_token=lambda p: current_token_score(p, half),
+                entropy=lambda p: entropy_score(p, half),
+            )
+        got = _scored_pass(model, rand, reducers)
     source, n_tokens, repeats = "random", prefix_len + seq_len, 0
     got["prompt_induction"] = torch.full((model.cfg.n_layers, model.cfg.n_heads), float("nan"))
     if tokens is not None:

@@ -30,6 +30,7 @@ SCORE_CHOICES = {**{n: n for n in SCORE_NAMES}, **{lab: n for n, lab in SCORE_LA
 SCORE_TOKENS = 256             # the prompt pass of the head scores
 _captures = LRU(6)
 _scores = LRU(6)
+_random_scores = LRU(2)          # per model: the random-token pass does not depend on the prompt
 
 
 @dataclass(frozen=True)
@@ -123,18 +124,23 @@ class AttentionView:
         return self.capture.to_csv(self.request.layer, self.request.head)
 
 
+def random_scores(snap: Snapshot) -> HeadScores:
+    """The head scores on random repeated tokens: per model, not per prompt (prepared when a model loads)."""
+    return _random_scores.get(snap.uid, lambda: head_scores(snap.model))
+
+
 def scores_for(snap: Snapshot, ids: tuple[int, ...]) -> HeadScores:
     def make() -> HeadScores:
         if len(ids) >= 2:
-            return head_scores(snap.model, list(ids[-SCORE_TOKENS:]))
-        return head_scores(snap.model)
+            return head_scores(snap.model, list(ids[-SCORE_TOKENS:]), on_random=random_scores(snap))
+        return random_scores(snap)
     return _scores.get((snap.uid, ids[-SCORE_TOKENS:]), make)
 
 
 def clearest_head(snap: Snapshot) -> tuple[int, int]:
     """``(layer, head)`` of the loaded model's clearest previous-token head (measured on random tokens, once per
     model): the Attention tab opens on it, so its first figure shows a pattern on any prompt (a diagonal)."""
-    best = scores_for(snap, ()).top("previous_token", 1)[0]
+    best = random_scores(snap).top("previous_token", 1)[0]
     return best[0], best[1]
 
 
