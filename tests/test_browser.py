@@ -141,7 +141,7 @@ def test_journey_through_every_tab(page, app_url, tmp_path, monkeypatch):
 
     # Attention: the prompt follows, a plotly heatmap renders, a grid cell opens its head.
     open_tab(page, "Attention")
-    assert page.input_value("#att-prompt textarea").startswith("The cat sat")
+    page.wait_for_function("() => document.querySelector('#att-prompt textarea').value.startsWith('The cat sat')")
     page.locator("#att-fig .js-plotly-plot .heatmaplayer").first.wait_for()
     expect_text(page, "#att-fig", "Layer 0, head 0")
     page.hover("#att-fig .js-plotly-plot")
