@@ -10,9 +10,10 @@ import importlib
 import json
 import socket
 import sys
+import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
@@ -107,3 +108,17 @@ def stream_events(text: str) -> list[tuple[str, Any]]:
             out.append((event, json.loads(line[5:])))
             event = None
     return out
+
+
+def settled(read: Callable[[], int], wait: float = 0.5) -> int:
+    """``read()`` once it stops moving (a batcher's step count, a run's token count: nothing runs any more)."""
+    before = -1
+    while (now := read()) != before:
+        before = now
+        time.sleep(wait)
+    return before
+
+
+def settled_steps(batcher: Any, wait: float = 0.5) -> int:
+    """The batcher's step count once it stops moving."""
+    return settled(lambda: batcher.steps_run, wait)

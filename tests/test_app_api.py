@@ -13,7 +13,7 @@ import torch
 
 from playground.checkpoints import save_model
 from tests.factories import make_model
-from tests.live_app import free_port
+from tests.live_app import free_port, settled_steps
 
 ENDPOINTS = {"/generate", "/attention", "/trace", "/params", "/logit_lens", "/next_token", "/surprisal", "/ablate",
              "/attribution", "/patch", "/circuit", "/saliency", "/neuron", "/embeddings", "/qk", "/walkthrough",
@@ -117,15 +117,6 @@ def test_generate_streams_one_message_per_token(server):
     assert again["generated_text"] == final["generated_text"]        # same seed, same text
     fast = client.predict("Hello there", 8, 0.0, 0, 1.0, 5, 3, "bf16", api_name="/generate")
     assert fast["settings"]["precision"] == "bf16" and fast["generated_tokens"] == 8
-
-
-def settled_steps(batcher, wait: float = 0.5) -> int:
-    """The batcher's step count once it stops moving (nothing runs any more)."""
-    before = -1
-    while batcher.steps_run != before:
-        before = batcher.steps_run
-        time.sleep(wait)
-    return before
 
 
 @pytest.mark.slow

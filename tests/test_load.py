@@ -13,7 +13,7 @@ import pytest
 
 from playground.checkpoints import save_model
 from tests.factories import make_model
-from tests.live_app import fn_index, imported_app, served
+from tests.live_app import fn_index, imported_app, served, settled, settled_steps
 
 SLOW_TOKEN_S = 0.01            # with this pace a 500-token run takes 5 s
 ALONE = ["Hi", 2, 0.0, 0, 1.0, None, 1, "fp32"]
@@ -60,25 +60,7 @@ def assert_row_left(app, steps_before: int, made: dict) -> None:
         time.sleep(0.1)
     assert settled_steps(app.batcher) - steps_before < 250
     assert app.batcher.active_rows() == 0 and app.batcher.waiting_rows() == 0
-    assert settled(made) < 250
-
-
-def settled_steps(batcher, wait: float = 0.5) -> int:
-    """The batcher's step count once it stops moving."""
-    before = -1
-    while batcher.steps_run != before:
-        before = batcher.steps_run
-        time.sleep(wait)
-    return before
-
-
-def settled(made: dict, wait: float = 0.5) -> int:
-    """The token count once it stops moving (the abandoned run has ended)."""
-    before = -1
-    while made["tokens"] != before:
-        before = made["tokens"]
-        time.sleep(wait)
-    return before
+    assert settled(lambda: made["tokens"]) < 250
 
 
 @pytest.mark.slow

@@ -79,10 +79,15 @@ def make_label_fn(model: GPTModel, tokenizer: TokenizerLike | None = None,
     """``label_fn`` if given; the tokenizer's text when it fits the model's vocabulary; else the id."""
     if label_fn is not None:
         return label_fn
-    if tokenizer is not None and getattr(tokenizer, "n_vocab", None) == model.cfg.vocab_size:
+    if _fits(model, tokenizer):
         label = getattr(tokenizer, "token_label", tokenizer.token_text)
         return lambda i: visible(label(i))
     return lambda i: str(i)
+
+
+def _fits(model: GPTModel, tokenizer: TokenizerLike | None) -> bool:
+    """The tokenizer's ids are the model's (its text may label them)."""
+    return tokenizer is not None and getattr(tokenizer, "n_vocab", None) == model.cfg.vocab_size
 
 
 def to_id_list(tokens: TokenInput,
@@ -129,13 +134,14 @@ def prepare(model: GPTModel, tokens: TokenInput, *,
         note = (f"Prompt has {len(ids)} tokens; showing the last {limit} ({why}); "
                 f"the first {offset} were cropped.")
     kept = ids[offset:]
-    fn = make_label_fn(model, tokenizer, label_fn)
-    joined = (label_fn is None and hasattr(tokenizer, "sequence_labels")
-              and getattr(tokenizer, "n_vocab", None) == model.cfg.vocab_size)
+    if label_fn is None and _fits(model, tokenizer) and hasattr(tokenizer, "sequence_labels"):
+        # a character split over several tokens reads as itself on each of them ("’(1/2)", "’(2/2)")
+        labels = tuple(visible(t) for t in tokenizer.sequence_labels(kept))
+    else:
+        labels = tuple(map(make_label_fn(model, tokenizer, label_fn), kept))
     return Prepared(
         ids=torch.tensor([kept], dtype=torch.long, device=model.device),
-        # a character split over several tokens reads as itself on each of them ("’(1/2)", "’(2/2)")
-        labels=tuple(visible(t) for t in tokenizer.sequence_labels(kept)) if joined else tuple(fn(i) for i in kept),
+        labels=labels,
         offset=offset,
         original_length=len(ids),
         note=note,

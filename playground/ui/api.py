@@ -175,7 +175,7 @@ def learned_endpoints(holder: ModelHolder) -> tuple:
         index is still being built in the background)}."""
         snap = holder.require()
         acts = learned_view.activations(snap, prompt)
-        lay, i = learned_view._layer_neuron(snap, layer, neuron)
+        lay, i = learned_view.layer_neuron(snap, layer, neuron)
         found = learned_view.contexts(snap, lay, i)
         ready = not isinstance(found, IndexJob)
         return {**_json(acts.to_json(lay, i)), "direct_effect": _json(learned_view.direct_effect(snap, lay, i).to_json()),

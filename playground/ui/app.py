@@ -110,18 +110,16 @@ def link_loader(ctx: AppContext, built: dict[str, Any], tabs: gr.Tabs, current_t
             if name in values and (tab_id == tab or (name == "prompt" and comp in following)):
                 update[comp] = values[name]
         neuron_layer = built[neurons.TAB_ID].layer
-        best = att_view.clearest_head(snap) if snap is not None else (0, 0)
-        opening = {"layer": best[0], "head": best[1]}            # Attention opens on a head that shows something
-        for tab_id, comp, name, count in ((attention.TAB_ID, att.layer, "layer", cfg.n_layers),
-                                          (attention.TAB_ID, att.head, "head", cfg.n_heads),
-                                          (walkthrough.TAB_ID, walk.layer, "layer", cfg.n_layers),
-                                          (walkthrough.TAB_ID, walk.head, "head", cfg.n_heads),
-                                          (neurons.TAB_ID, neuron_layer, "layer", cfg.n_layers)):
+        best = att_view.clearest_head(snap) if snap is not None else (0, 0)    # Attention opens on a head that
+        for tab_id, comp, name, count, default in (                            # shows something
+                (attention.TAB_ID, att.layer, "layer", cfg.n_layers, best[0]),
+                (attention.TAB_ID, att.head, "head", cfg.n_heads, best[1]),
+                (walkthrough.TAB_ID, walk.layer, "layer", cfg.n_layers, 0),
+                (walkthrough.TAB_ID, walk.head, "head", cfg.n_heads, 0),
+                (neurons.TAB_ID, neuron_layer, "layer", cfg.n_layers, neuron_layer.value)):
             linked = values.get(name) if tab == tab_id else None
-            default = (min(neuron_layer.value, count - 1) if comp is neuron_layer
-                       else opening[name] if comp in (att.layer, att.head) else 0)
             update[comp] = gr.update(maximum=max(count - 1, 1),
-                                     value=min(linked, count - 1) if linked is not None else default)
+                                     value=min(linked if linked is not None else default, count - 1))
         # The neuron presets are the bundled model's: on a smaller model the default neuron is its last.
         neuron_box = built[neurons.TAB_ID].neuron
         linked_neuron = values.get("neuron") if tab == neurons.TAB_ID else None

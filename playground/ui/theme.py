@@ -51,7 +51,6 @@ body.presentation {{
   --button-primary-background-fill-hover: #002080; --button-primary-text-color: #fff;
 }}
 body.presentation .gradio-container {{ max-width: none !important; padding-top: 4px !important; }}
-/* A projector shows ~720 px: the open tab's main figure comes first, the controls after it. */
 /* One header line: title, model, switches. */
 #header {{ flex-wrap: nowrap; align-items: center; gap: 12px; }}
 #title, #present, #lang-switch {{ flex: 0 0 auto !important; width: auto !important; }}
@@ -75,23 +74,19 @@ body.presentation #tabs [role="tab"] {{ font-size: 18px; padding: 4px 9px; }}
 .stage-bar > * {{ min-width: 0 !important; }}
 .stage-bar textarea {{ min-height: 0 !important; }}
 .stage-bar button {{ align-self: stretch; white-space: nowrap; }}
+.stage-bar > button {{ flex: 0 0 auto !important; width: auto !important; padding-left: 14px; padding-right: 14px; }}
 .example-note p {{ margin: 2px 0; }}
 .stage-more {{ margin-top: 8px; }}
 body.presentation .stage-bar {{ gap: 6px; }}
 body.presentation .stage-bar [data-testid="block-info"], body.presentation .stage-bar label > span,
 body.presentation .stage-bar .label-wrap span {{ font-size: 18px; }}
 body.presentation .stage-bar textarea {{ white-space: nowrap; overflow: hidden; }}
-.stage-bar > button {{ flex: 0 0 auto !important; width: auto !important; padding-left: 14px; padding-right: 14px; }}
 /* On a projector the hint under the bar follows the figure, so the figure fits the first screen. */
 body.presentation .example-note {{ order: 1; }}
 body.presentation .stage-more {{ order: 2; }}
 body.presentation .stage-bar .block {{ padding: 4px 8px !important; }}
 /* The figure's own title says what it is: Gradio's label box over it would cover that title. */
 body.presentation [data-testid="block-label"] {{ display: none; }}
-body.presentation #ablate-fig, body.presentation #attr-fig,
-body.presentation #patch-fig, body.presentation #compare-fig, body.presentation #surprisal-text {{ order: -2; }}
-body.presentation #patch-note, body.presentation #attr-note {{ order: -1; }}
-body.presentation #alt-row {{ flex-direction: column; }}
 body.presentation #p-figs {{ flex-direction: column; }}
 #p-presets button {{ flex: 1 1 0 !important; }}
 #p-flags {{ flex: 0 0 auto !important; min-width: 180px !important; gap: 4px; }}
@@ -137,16 +132,20 @@ KEYS_JS = """() => {
     const box = document.querySelector(`#${id} input[type=number]`); if (!box) return;
     box.value = String(value); box.dispatchEvent(new Event("input", {bubbles: true}));
   };
+  // Open a collapsed section when the number box is not on the page yet, then set it and press the button.
+  const runInSection = (section, boxId, value, buttonId) => {
+    const wait = document.getElementById(boxId) ? 0 : 300;
+    if (wait) { const label = document.querySelector(`${section} .label-wrap`); if (label) label.click(); }
+    setTimeout(() => { setNumber(boxId, value);
+      setTimeout(() => { const b = document.getElementById(buttonId); if (b) b.click(); }, 150); }, wait);
+  };
   const bind = () => {
     const att = document.querySelector("#att-fig .js-plotly-plot");
     if (att && !att.dataset.qkBound && att.on) {
       att.dataset.qkBound = "1";
       att.on("plotly_click", (ev) => {
         const pt = ev && ev.points && ev.points[0]; if (!pt || typeof pt.y !== "number") return;
-        const acc = document.querySelector("#qk-accordion .label-wrap");
-        if (acc && !acc.classList.contains("open")) acc.click();
-        setNumber("qk-query", pt.y);
-        setTimeout(() => { const b = document.getElementById("qk-btn"); if (b) b.click(); }, 150);
+        runInSection("#qk-accordion", "qk-query", pt.y, "qk-btn");
       });
     }
     const acts = document.querySelector("#neuron-text .js-plotly-plot");
@@ -154,10 +153,7 @@ KEYS_JS = """() => {
       acts.dataset.topBound = "1";
       acts.on("plotly_click", (ev) => {
         const pt = ev && ev.points && ev.points[0]; if (!pt || typeof pt.x !== "number") return;
-        const more = document.querySelector("#neuron-position") ? null : document.querySelector("#tab-neurons .stage-more .label-wrap");
-        if (more) more.click();
-        setTimeout(() => { setNumber("neuron-position", pt.x);
-          setTimeout(() => { const b = document.getElementById("neuron-top-btn"); if (b) b.click(); }, 150); }, 300);
+        runInSection("#neuron-more", "neuron-position", pt.x, "neuron-top-btn");
       });
     }
     const graph = document.querySelector("#circuit-fig .js-plotly-plot");

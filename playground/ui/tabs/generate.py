@@ -89,9 +89,8 @@ def build(ctx: AppContext) -> GenerateTab:
                      "(AVX-512 BF16, AMX; elsewhere fp32 is fastest), and greedy text can differ slightly.",
                 elem_id="gen-precision")
             example_prompts(TAB_ID, prompt)
-            with gr.Row(elem_id="alt-row"):
-                alt_table = gr.Dataframe(headers=["rank", "token", "id", "probability", "drawn"],
-                                         interactive=False, elem_id="alt-table", max_height=360)
+            alt_table = gr.Dataframe(headers=["rank", "token", "id", "probability", "drawn"],
+                                     interactive=False, elem_id="alt-table", max_height=360)
             with gr.Row():
                 json_btn = gr.DownloadButton("Download JSON", size="sm")
                 csv_btn = gr.DownloadButton("Download CSV", size="sm")

@@ -79,7 +79,7 @@ def build(ctx: AppContext) -> NeuronsTab:
         gr.Markdown("Click a token's bar to list the 20 neurons (all layers) most active there.",
                     elem_classes="token-help")
         note = gr.Markdown(elem_id="neuron-note")
-        with stage_more("More: the top neurons at a token of your text, downloads"):
+        with stage_more("More: the top neurons at a token of your text, downloads", elem_id="neuron-more"):
             with gr.Row():
                 position = gr.Number(value=-1, precision=0, label="Token position (-1 = the last)",
                                      elem_id="neuron-position")
@@ -108,7 +108,7 @@ def compute(t: NeuronsTab, ctx: AppContext):
     @guarded
     def ui_neuron(prompt, layer, neuron, present_on, key=None):
         snap = ctx.need_model()
-        lay, i = lv._layer_neuron(snap, layer, neuron)
+        lay, i = lv.layer_neuron(snap, layer, neuron)
         found = lv.contexts(snap, lay, i)
         html, building = _contexts_html(found)
         new_key = (snap.uid, prompt, lay, i, bool(present_on), building)

@@ -125,7 +125,8 @@ class AttentionView:
 
 
 def random_scores(snap: Snapshot) -> HeadScores:
-    """The head scores on random repeated tokens: per model, not per prompt (prepared when a model loads)."""
+    """The head scores on random repeated tokens: per model, not per prompt (computed on first need: the first
+    page load, which opens the Attention tab on the clearest head)."""
     return _random_scores.get(snap.uid, lambda: head_scores(snap.model))
 
 

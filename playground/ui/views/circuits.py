@@ -3,7 +3,7 @@ carry the difference between a clean and a corrupted prompt — scored by edge a
 by one exact patched forward per circuit size (:mod:`playground.inspection.circuits`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from ...inspection.circuit_graph import Graph
@@ -12,10 +12,9 @@ from ...inspection.circuits import DEFAULT_EDGES, MAX_TOKENS, find_circuit
 from ...tokenizer import get_tokenizer
 from .. import validate as v
 from ..common import LRU
-from .experiments import prompt_pair
-from .learned import one_token_text
 from ..state import Snapshot
-from ..validate import InputError
+from .experiments import prompt_pair
+from .learned import ask, one_token_text
 
 GPT2_SIZED_LAYERS = 12        # IOI and greater-than need a model about GPT-2's size to show anything
 _circuits = LRU(8)
@@ -61,10 +60,6 @@ EXAMPLES: dict[str, CircuitExample] = {ex.name: ex for ex in (
 DEFAULT_EXAMPLE = "induction"
 
 
-def example_for(snap: Snapshot | None) -> CircuitExample:
-    return EXAMPLES[DEFAULT_EXAMPLE]
-
-
 def size_note(snap: Snapshot, example: str | None) -> str:
     """A line when the chosen example needs a larger model than the loaded one."""
     ex = EXAMPLES.get(example or "")
@@ -87,19 +82,7 @@ def circuit_view(snap: Snapshot, clean: Any, corrupted: Any, target: Any, distra
     target_text, distractor_text = one_token_text(target, "Target"), one_token_text(distractor, "Distractor")
     key = (snap.uid, tuple(clean_ids), tuple(corrupted_ids), target_text, distractor_text, n, heads)
 
-    def compute() -> Circuit:
-        try:
-            return find_circuit(snap.model, clean_ids, corrupted_ids, target_text, distractor_text, n_edges=n,
-                                check_heads=heads, tokenizer=get_tokenizer())
-        except ValueError as e:
-            raise InputError(_sentence(str(e))) from None
-    return _circuits.get(key, compute)
+    return _circuits.get(key, lambda: ask(lambda: find_circuit(
+        snap.model, clean_ids, corrupted_ids, target_text, distractor_text, n_edges=n, check_heads=heads,
+        tokenizer=get_tokenizer())))
 
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    return (text[:1].upper() + text[1:]).rstrip(".") + "."
-
-
-def with_note(c: Circuit, note: str) -> Circuit:
-    return replace(c, note=" ".join(n for n in (note, c.note) if n)) if note else c

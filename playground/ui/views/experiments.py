@@ -36,41 +36,42 @@ def _as_input_error(fn: Callable[[], T]) -> T:
         raise InputError(str(e)) from None
 
 
-def _ids(snap: Snapshot, prompt: Any, label: str = "Prompt", limit: int | None = None,
-         what: str = "experiment") -> tuple[list[int], str]:
+def prompt_ids(snap: Snapshot, prompt: Any, label: str = "Prompt", limit: int | None = None,
+               what: str = "experiment") -> tuple[list[int], str]:
+    """The prompt's token ids, the last ``limit`` (default 256, and the context) kept, and the crop note."""
     text = v.prompt(prompt, label)
     return crop_note(encode(snap, text), min(snap.model.cfg.context_length, limit or v.ATTENTION_TOKENS), what)
 
 
 def surprisal_view(snap: Snapshot, prompt: Any) -> Surprisal:
-    ids, note = _ids(snap, prompt, what="surprisal view")
+    ids, note = prompt_ids(snap, prompt, what="surprisal view")
     result = _surprisals.get((snap.uid, tuple(ids)),
                              lambda: surprisal(snap.model, ids, tokenizer=get_tokenizer()))
-    return _noted(result, note)
+    return noted(result, note)
 
 
 def ablation_view(snap: Snapshot, prompt: Any, heads: Any = "", mlps: Any = "",
                   continue_tokens: Any = CONTINUE_TOKENS) -> Ablation:
     cfg = snap.model.cfg
-    ids, note = _ids(snap, prompt, what="ablation")
+    ids, note = prompt_ids(snap, prompt, what="ablation")
     head_list = _as_input_error(lambda: parse_heads(_text(heads, "Heads"), cfg.n_layers, cfg.n_heads))
     mlp_list = _as_input_error(lambda: parse_mlps(_text(mlps, "MLPs"), cfg.n_layers))
     n = v.whole(continue_tokens, "Continuation tokens", 0, 100, default=CONTINUE_TOKENS)
     result = ablate(snap.model, ids, head_list, mlp_list, tokenizer=get_tokenizer(), continue_tokens=n)
-    return _noted(result, note)
+    return noted(result, note)
 
 
 def induction_grid(snap: Snapshot, prompt: Any) -> tuple[list[str], list[list[Any]]]:
     """Headers and rows of the induction score per head (``L{l}`` by ``H{h}``), for the Ablate tab's
     clickable grid; the prompt cropped as the ablation crops it."""
-    ids, _ = _ids(snap, prompt, what="ablation")
+    ids, _ = prompt_ids(snap, prompt, what="ablation")
     scores = scores_for(snap, tuple(ids))
     rows = [[f"L{l}"] + [round(float(x), 2) for x in scores.score("induction")[l]] for l in range(scores.n_layers)]
     return ["layer"] + [f"H{h}" for h in range(scores.n_heads)], rows
 
 
 def attribution_view(snap: Snapshot, prompt: Any, target: Any, distractor: Any = "") -> Attribution:
-    ids, note = _ids(snap, prompt, what="attribution")
+    ids, note = prompt_ids(snap, prompt, what="attribution")
     tok = get_tokenizer()
     target_id = _as_input_error(lambda: single_token_id(tok, _text(target, "Target"), "Target"))
     distractor_text = _text(distractor, "Distractor")
@@ -80,7 +81,7 @@ def attribution_view(snap: Snapshot, prompt: Any, target: Any, distractor: Any =
         if distractor_id == target_id:
             raise InputError("Target and distractor are the same token: their difference is always 0.")
     _check_vocab(snap, target_id, distractor_id)
-    return _noted(direct_logit_attribution(snap.model, ids, target_id, distractor_id, tokenizer=tok), note)
+    return noted(direct_logit_attribution(snap.model, ids, target_id, distractor_id, tokenizer=tok), note)
 
 
 def patching_view(snap: Snapshot, clean: Any, corrupted: Any, target: Any, distractor: Any) -> Patching:
@@ -109,10 +110,10 @@ def prompt_pair(snap: Snapshot, clean: Any, corrupted: Any, most: int, why: str)
 
 
 def comparison_view(snap: Snapshot, prompt_a: Any, prompt_b: Any) -> Comparison:
-    a, note_a = _ids(snap, prompt_a, "Prompt A", what="comparison")
-    b, note_b = _ids(snap, prompt_b, "Prompt B", what="comparison")
+    a, note_a = prompt_ids(snap, prompt_a, "Prompt A", what="comparison")
+    b, note_b = prompt_ids(snap, prompt_b, "Prompt B", what="comparison")
     result = compare_prompts(snap.model, a, b, tokenizer=get_tokenizer())
-    return _noted(result, " ".join(n for n in (note_a, note_b) if n))
+    return noted(result, " ".join(n for n in (note_a, note_b) if n))
 
 
 def _text(value: Any, label: str) -> str:
@@ -132,7 +133,7 @@ def _check_vocab(snap: Snapshot, *ids: int | None) -> None:
         raise InputError(f"This model knows only {vocab:,} tokens; token {bad:,} is not one of them.")
 
 
-def _noted(result: T, note: str) -> T:
+def noted(result: T, note: str) -> T:
     """``result`` with the crop note in front of its own (the results are frozen dataclasses)."""
     if not note:
         return result

@@ -18,9 +18,10 @@ from ...inspection.saliency import Saliency, gradient_x_input, integrated_gradie
 from ...packed_linear import layout_unavailable
 from ...tokenizer import get_tokenizer
 from .. import validate as v
-from ..common import LRU, crop_note, encode
+from ..common import LRU
 from ..state import Snapshot
 from ..validate import InputError
+from .experiments import noted, prompt_ids
 
 T = TypeVar("T")
 NEURON_TOKENS = 256            # activations, saliency and q.k on the last 256 tokens at most
@@ -35,7 +36,8 @@ _results = LRU(16)
 _references = LRU(2)
 
 
-def _ask(fn: Callable[[], T]) -> T:
+def ask(fn: Callable[[], T]) -> T:
+    """``fn()``; a ValueError the library raises about the request becomes the user's sentence."""
     try:
         return fn()
     except ValueError as e:
@@ -44,11 +46,10 @@ def _ask(fn: Callable[[], T]) -> T:
 
 
 def _ids(snap: Snapshot, prompt: Any, label: str = "Prompt") -> tuple[list[int], str]:
-    return crop_note(encode(snap, v.prompt(prompt, label)), min(snap.model.cfg.context_length, NEURON_TOKENS),
-                     "view")
+    return prompt_ids(snap, prompt, label, NEURON_TOKENS, "view")
 
 
-def _layer_neuron(snap: Snapshot, layer: Any, neuron: Any) -> tuple[int, int]:
+def layer_neuron(snap: Snapshot, layer: Any, neuron: Any) -> tuple[int, int]:
     cfg = snap.model.cfg
     lay = v.whole(layer, "Layer", 0, cfg.n_layers - 1, default=0)
     return lay, v.whole(neuron, "Neuron", 0, n_neurons(snap.model) - 1, default=0)
@@ -73,11 +74,11 @@ def activations(snap: Snapshot, prompt: Any) -> NeuronActivations:
     ids, note = _ids(snap, prompt)
     got = _results.get(("acts", snap.uid, tuple(ids)),
                        lambda: neuron_activations(snap.model, ids, tokenizer=get_tokenizer()))
-    return got if not note else type(got)(got.acts, got.token_ids, got.labels, got.offset, note)
+    return noted(got, note)
 
 
 def direct_effect(snap: Snapshot, layer: Any, neuron: Any) -> DirectEffect:
-    lay, i = _layer_neuron(snap, layer, neuron)
+    lay, i = layer_neuron(snap, layer, neuron)
     return _results.get(("effect", snap.uid, lay, i),
                         lambda: neuron_direct_effect(snap.model, lay, i, tokenizer=get_tokenizer()))
 
@@ -86,7 +87,7 @@ def top_neurons(snap: Snapshot, prompt: Any, position: Any) -> TopNeurons:
     ids, _ = _ids(snap, prompt)
     pos = v.whole(position, "Position", -len(ids), len(ids) - 1, default=-1)
     return _results.get(("top", snap.uid, tuple(ids), pos),
-                        lambda: _ask(lambda: top_neurons_at(snap.model, ids, pos, tokenizer=get_tokenizer())))
+                        lambda: ask(lambda: top_neurons_at(snap.model, ids, pos, tokenizer=get_tokenizer())))
 
 
 def index_job(snap: Snapshot) -> IndexJob:
@@ -99,7 +100,7 @@ def index_job(snap: Snapshot) -> IndexJob:
 
 def contexts(snap: Snapshot, layer: Any, neuron: Any) -> NeuronContexts | IndexJob:
     """The neuron's top contexts, or the job still building them (its ``progress`` says how far)."""
-    lay, i = _layer_neuron(snap, layer, neuron)
+    lay, i = layer_neuron(snap, layer, neuron)
     job = index_job(snap)
     if job.error:
         raise RuntimeError(f"the neuron index could not be built: {job.error}")
@@ -135,7 +136,7 @@ def embeddings(snap: Snapshot, view: Any = "tokens", prompt: Any = "", lists: An
     own = _own_words(words)
     if own:
         chosen["your words"] = list(own)
-    return _results.get(("tokens", snap.uid, ids, names, own, near), lambda: _ask(lambda: token_embedding_pca(
+    return _results.get(("tokens", snap.uid, ids, names, own, near), lambda: ask(lambda: token_embedding_pca(
         snap.model, prompt=list(ids) if ids else None, word_lists=chosen, neighbours_of=near,
         tokenizer=get_tokenizer())))
 
@@ -175,7 +176,7 @@ def saliency(snap: Snapshot, prompt: Any, target: Any = "", method: Any = "integ
         run = lambda: gradient_x_input(snap.model, ids, tgt, tokenizer=tok)      # noqa: E731
     else:
         run = lambda: integrated_gradients(snap.model, ids, tgt, n_steps=n, tokenizer=tok)   # noqa: E731
-    return _results.get(("saliency", snap.uid, tuple(ids), kind, tgt, n), lambda: _ask(run))
+    return _results.get(("saliency", snap.uid, tuple(ids), kind, tgt, n), lambda: ask(run))
 
 
 def qk(snap: Snapshot, prompt: Any, layer: Any, head: Any, query: Any) -> QKBreakdown:
@@ -185,4 +186,4 @@ def qk(snap: Snapshot, prompt: Any, layer: Any, head: Any, query: Any) -> QKBrea
     hd = v.whole(head, "Head", 0, cfg.n_heads - 1, default=0)
     q = v.whole(query, "Query position", -len(ids), len(ids) - 1, default=-1)
     return _results.get(("qk", snap.uid, tuple(ids), lay, hd, q),
-                        lambda: _ask(lambda: qk_breakdown(snap.model, ids, lay, hd, q, tokenizer=get_tokenizer())))
+                        lambda: ask(lambda: qk_breakdown(snap.model, ids, lay, hd, q, tokenizer=get_tokenizer())))
