@@ -426,9 +426,10 @@ def test_every_tab_reads_in_chinese(browser, app_url, tab):
         page.goto(f"{app_url}/?tab={tab}&lang=zh&prompt=The+cat+sat+on+the+mat.+The+cat+sat")
         expect_text(page, "#tabs", "模型")
         expect_text(page, "#tabs", "逐步讲解")
-        if tab in ("attention", "shapes", "walkthrough", "logit-lens", "next-token", "parameters", "experiments",
-                   "circuit", "saliency", "neurons", "embeddings"):
-            page.locator(".js-plotly-plot .main-svg").first.wait_for()
+        figure = {t: f for t, f, _ in STAGES if t != "generate"} | {"experiments": "#surprisal-fig",
+                                                                    "saliency": "#saliency-fig"}
+        if tab in figure:                     # this tab's own figure (a hidden tab's plot may be drawn first)
+            page.locator(f"{figure[tab]} .js-plotly-plot .main-svg").first.wait_for()
         page.wait_for_timeout(1500)
         left = english_left(page.evaluate(UI_TEXT_JS))
         page.screenshot(path=str(ARTIFACTS / f"zh-{tab}.png"), full_page=True)
