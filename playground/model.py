@@ -198,7 +198,10 @@ class GPTModel(nn.Module):
         self.hook_logits = HookPoint()      # (B, T, V)
         name_hook_points(self)
 
-    def forward(self, in_idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, in_idx: torch.Tensor, cache: KVCache | None = None, *, last_only: bool = False
+                ) -> torch.Tensor:
+        """Logits ``(B, T, V)``; with ``last_only``, those of the last position alone, ``(B, 1, V)``: the head
+        over every position is the largest product of a small model, wasted when one position is read."""
         batch_size, seq_len = in_idx.shape                                # (B, T)
         start = cache.length if cache is not None else 0
         check_context(start + seq_len, self.cfg.context_length)
@@ -210,8 +213,10 @@ class GPTModel(nn.Module):
             x = block(x, cache.layers[i] if cache is not None else None)
         if cache is not None:
             cache.advance(seq_len)
+        if last_only:
+            x = x[:, -1:]                                                 # (B, 1, E)
         x = self.hook_final_norm(self.final_norm(x))
-        return self.hook_logits(self.out_head(x))                         # (B, T, V)
+        return self.hook_logits(self.out_head(x))                         # (B, T or 1, V)
 
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         """A preallocated KV cache on this model's device and dtype."""

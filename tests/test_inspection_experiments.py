@@ -316,12 +316,43 @@ def test_batched_and_one_by_one_patching_agree(model):
     for other in (chunked, single):
         torch.testing.assert_close(torch.tensor(other.restored), torch.tensor(batched.restored), atol=1e-4, rtol=0)
     assert single.mode == "one by one" and single.forwards == 2 + 2 * len(CLEAN)
-    assert batched.forwards == 2 + 2
+    # clean, corrupted, the corrupted cache, then one packed pass per layer (each runs only what its patch changes)
+    assert batched.forwards == 3 + 2
     heads = patch_heads(model, CLEAN, CORRUPT, TARGET, DISTRACTOR)
     heads_single = patch_heads(model, CLEAN, CORRUPT, TARGET, DISTRACTOR, one_by_one=True)
     assert len(heads.restored) == 2 and len(heads.restored[0]) == 4
     torch.testing.assert_close(torch.tensor(heads.restored), torch.tensor(heads_single.restored), atol=1e-4, rtol=0)
     json.dumps(batched.data())
+
+
+@pytest.mark.parametrize("rows", [None, 1, 4])
+def test_patching_from_the_corrupted_cache_equals_whole_forwards(rows, clean_acts):
+    """The packed suffix passes (blocks from the patched layer, positions from the patched one, keys and values
+    before it from the corrupted run) give every cell of the whole-forward grid, on 4 layers with qkv bias."""
+    cfg = GPTConfig(vocab_size=97, context_length=32, emb_dim=48, n_heads=6, n_layers=4, drop_rate=0.0,
+                    qkv_bias=True)
+    m = make_model(cfg, seed=3)
+    clean = [5, 17, 3, 88, 41, 9, 60, 23, 7, 7, 2, 90]
+    corrupt = [5, 17, 3, 88, 41, 9, 61, 23, 8, 7, 2, 90]     # agree up to position 5
+    fast = patch_residual(m, clean, corrupt, TARGET, DISTRACTOR, batch_size=rows)
+    whole = patch_grid(m, torch.tensor([corrupt]), range(4), range(len(corrupt)), resid_pre_name,
+                       lambda act, l, t: act.__setitem__(t, clean_acts[l][t]), logit_diff_metric(TARGET, DISTRACTOR))
+    restored = (whole.double() - fast.ld_corrupted) / (fast.ld_clean - fast.ld_corrupted)
+    torch.testing.assert_close(torch.tensor(fast.restored, dtype=torch.float64), restored, atol=1e-4, rtol=0)
+    # Where the prompts still agree, the patch writes what was there: nothing is run and nothing restored.
+    assert all(fast.restored[l][t] == 0.0 for l in range(4) for t in range(6))
+    assert any(abs(fast.restored[l][t]) > 1e-3 for l in range(4) for t in range(6, 12))
+
+
+@pytest.fixture(scope="module")
+def clean_acts():
+    cfg = GPTConfig(vocab_size=97, context_length=32, emb_dim=48, n_heads=6, n_layers=4, drop_rate=0.0,
+                    qkv_bias=True)
+    m = make_model(cfg, seed=3)
+    with capture(m, [resid_pre_name(l) for l in range(4)]) as got:
+        with torch.no_grad():
+            m(torch.tensor([[5, 17, 3, 88, 41, 9, 60, 23, 7, 7, 2, 90]]))
+    return {l: got[resid_pre_name(l)][0] for l in range(4)}
 
 
 def test_patching_errors(model, gpt2_tiny):

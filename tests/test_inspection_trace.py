@@ -120,3 +120,19 @@ def test_figure_has_one_box_per_row_and_hover_in_both_languages():
     zh = trace_figure(tr, lang="zh")
     assert "词元" in zh.layout.title.text and "注意力" in " ".join(zh.data[0].hovertext)
     assert len([s for s in trace_figure(tr, expand=True).layout.shapes if s.type == "rect"]) == len(tr.rows)
+
+
+def test_the_shapes_of_the_meta_pass_are_those_of_the_real_pass(monkeypatch):
+    """The trace runs the model's code on the meta device (no arithmetic); its every row equals the rows of a
+    real forward pass, and a model whose modules are not its class's own gets the real pass."""
+    from playground.inspection import trace as trace_mod
+    model = tiny_model()
+    ids = list(range(3, 20))
+    twin_rows = trace_mod.shape_trace(model, ids).rows
+    assert trace_mod._shape_twin(model) is not None
+    monkeypatch.setattr(trace_mod, "_shape_twin", lambda m: None)
+    assert trace_mod.shape_trace(model, ids).rows == twin_rows
+    monkeypatch.undo()
+    changed = tiny_model()
+    changed.trf_blocks[0].ff.layers[1] = torch.nn.ReLU()
+    assert trace_mod._shape_twin(changed) is None

@@ -141,3 +141,46 @@ def test_the_example_note_matches_the_prompt_shown_at_start():
         note = common.examples_with_note("attention", box)
     assert note.value == f"**What to look at:** {note_for('attention', DEFAULT_PROMPT)}"
     assert "previous-token head" in note.value
+
+
+# ------------------------------------------------------------------------------------ made once, ready at load
+
+def test_the_cache_makes_a_key_once_while_callers_wait():
+    import threading
+    cache, made, got = common.LRU(4), [], []
+
+    def make():
+        made.append(1)
+        time.sleep(0.3)
+        return object()
+    threads = [threading.Thread(target=lambda: got.append(cache.get("k", make))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and len(got) == 3 and got[0] is got[1] is got[2]
+
+    def fail():
+        raise RuntimeError("no")
+    with pytest.raises(RuntimeError):
+        cache.get("bad", fail)
+    assert cache.get("bad", lambda: 5) == 5          # a failed make leaves nothing behind: the next one runs
+
+
+def test_per_model_work_runs_after_each_load_in_the_background(tmp_path, caplog):
+    from playground.ui.views import attention as att_view
+    path = save_model(make_model(), tmp_path / "m.safetensors")
+    holder = ModelHolder(path, device="cpu", hash_in_background=False, prepare_fast_weights=False)
+    seen = []
+
+    def broken(snap):
+        raise ValueError("a bug in a preparation")
+    holder.after_load += [broken, lambda snap: seen.append(snap.uid), att_view.random_scores]
+    with caplog.at_level(logging.ERROR, logger="playground.ui"):
+        snap = holder.load(path)
+        deadline = time.time() + 30
+        while snap.uid not in att_view._random_scores._data and time.time() < deadline:
+            time.sleep(0.05)
+    assert seen == [snap.uid]                                    # after a failing one, the others still ran
+    assert snap.uid in att_view._random_scores._data              # the Attention tab's first view finds it made
+    assert any("a bug in a preparation" in r.getMessage() or r.exc_info for r in caplog.records)

@@ -92,9 +92,11 @@ def check_mlp(layer: int, n_layers: int) -> None:
 
 
 @contextmanager
-def ablated(model: GPTModel, heads: Sequence[Head] = (), mlps: Sequence[int] = ()) -> Iterator[None]:
+def ablated(model: GPTModel, heads: Sequence[Head] = (), mlps: Sequence[int] = (), *,
+            rows: slice = slice(None)) -> Iterator[None]:
     """Inside the block, every forward pass of ``model`` (in this thread) runs with
-    ``heads`` and ``mlps`` zero-ablated, at every position and every decoding step.
+    ``heads`` and ``mlps`` zero-ablated, at every position and every decoding step,
+    in the batch rows ``rows`` (default: all).
 
     The hooks edit the tensor passing through in place: ``this_thread_only``
     drops a hook's return value, and both tensors are fresh results
@@ -114,11 +116,11 @@ def ablated(model: GPTModel, heads: Sequence[Head] = (), mlps: Sequence[int] = (
         cols = torch.cat([torch.arange(h * d, (h + 1) * d) for h in hs])
 
         def fn(z: torch.Tensor, name: str) -> None:                     # z: (B, T, E), heads merged
-            z[..., cols.to(z.device)] = 0
+            z[rows, :, cols.to(z.device)] = 0
         return this_thread_only(fn)
 
     def zero(t: torch.Tensor, name: str) -> None:                        # (B, T, E)
-        t.zero_()
+        t[rows].zero_()
 
     fns = {f"trf_blocks.{l}.att.hook_z": zero_heads(hs) for l, hs in by_layer.items()}
     fns.update({f"trf_blocks.{l}.hook_ff_out": this_thread_only(zero) for l in mlps})
@@ -170,23 +172,24 @@ def top_tokens(logits: torch.Tensor, k: int, label: LabelFn) -> tuple[dict, ...]
     return tuple({"token": label(t), "token_id": t, "prob": v} for t, v in zip(i.tolist(), p.tolist()))
 
 
-def greedy(model: GPTModel, ids: torch.Tensor, n: int) -> tuple[torch.Tensor, list[int]]:
-    """Last-position logits ``(V,)`` of ``ids (1, T)`` and the ``n`` greedy tokens after it.
+def greedy(model: GPTModel, ids: torch.Tensor, n: int) -> tuple[torch.Tensor, list[list[int]]]:
+    """Last-position logits ``(B, V)`` of ``ids (B, T)`` and each row's ``n`` greedy tokens after it.
 
-    Prefill once, then one token per step through the KV cache; any hooks
+    Prefill once, then one token per row and step through the KV cache; any hooks
     attached fire on every step. ``T + n`` must fit the context.
     """
+    b = ids.shape[0]
     if n == 0:
-        return model(ids)[0, -1].float(), []
-    cache = model.new_cache(1, ids.shape[1] + n)
-    logits = model(ids, cache)[0, -1].float()                                # (V,)
+        return model(ids, last_only=True)[:, -1].float(), [[] for _ in range(b)]
+    cache = model.new_cache(b, ids.shape[1] + n)
+    logits = model(ids, cache, last_only=True)[:, -1].float()                # (B, V)
     first, out = logits, []
     for step in range(n):
-        nxt = int(torch.argmax(logits))
-        out.append(nxt)
+        nxt = torch.argmax(logits, dim=-1)                                    # (B,)
+        out.append(nxt.tolist())
         if step < n - 1:
-            logits = model(torch.tensor([[nxt]], device=ids.device), cache)[0, -1].float()
-    return first, out
+            logits = model(nxt.unsqueeze(1), cache)[:, -1].float()
+    return first, [list(row) for row in zip(*out)] if out else [[] for _ in range(b)]
 
 
 @torch.inference_mode()
@@ -210,10 +213,11 @@ def ablate(model: GPTModel, tokens: TokenInput, heads: Sequence[Head] = (), mlps
                                 f"tokens) and its continuation must fit the context ({model.cfg.context_length}).")
     if not heads and not mlps:
         note = join_notes(note, "Nothing ablated: before and after are the same model.")
-    with eval_mode(model):
-        logits_before, ids_before = greedy(model, prep.ids, n)
-        with ablated(model, heads, mlps):
-            logits_after, ids_after = greedy(model, prep.ids, n)
+    # Intact and ablated side by side, one batch of two rows (row 1 ablated): one pass over the weights per
+    # step for both continuations.
+    with eval_mode(model), ablated(model, heads, mlps, rows=slice(1, 2)):
+        logits, (ids_before, ids_after) = greedy(model, prep.ids.expand(2, -1), n)
+    logits_before, logits_after = logits[0], logits[1]
     label = make_label_fn(model, tokenizer, label_fn)
 
     def text(ids: list[int]) -> dict | None:

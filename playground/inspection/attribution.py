@@ -120,7 +120,7 @@ def direct_logit_attribution(model: GPTModel, tokens: TokenInput, target_id: int
     names = (["hook_embed", f"trf_blocks.{n - 1}.hook_resid_post"]
              + [f"trf_blocks.{l}.att.hook_z" for l in range(n)] + [f"trf_blocks.{l}.hook_ff_out" for l in range(n)])
     with eval_mode(model), hooks(model, {k: this_thread_only(keep) for k in names}):
-        logits = model(prep.ids)[0, -1].double()                              # (V,)
+        logits = model(prep.ids, last_only=True)[0, -1].double()               # (V,)
 
     W_U = model.out_head.weight.double()                                     # (V, E)
     direction = W_U[target_id] if distractor_id is None else W_U[target_id] - W_U[distractor_id]  # (E,)

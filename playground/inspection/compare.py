@@ -76,7 +76,7 @@ def compare_prompts(model: GPTModel, prompt_a: TokenInput, prompt_b: TokenInput,
     label = make_label_fn(model, tokenizer, label_fn)
     preps = [prepare(model, p, tokenizer=tokenizer, label_fn=label) for p in (prompt_a, prompt_b)]
     with eval_mode(model):
-        logp = [torch.log_softmax(model(p.ids)[0, -1].double(), dim=-1) for p in preps]   # 2 x (V,)
+        logp = [torch.log_softmax(model(p.ids, last_only=True)[0, -1].double(), dim=-1) for p in preps]   # 2 x (V,)
     probs = [lp.exp() for lp in logp]
     kl = max(0.0, float((probs[0] * (logp[0] - logp[1])).sum()) / LN2)
     delta = probs[1] - probs[0]                                               # (V,)

@@ -97,7 +97,7 @@ def next_token_distribution(model: GPTModel, tokens: TokenInput,
     prep = prepare(model, tokens, tokenizer=tokenizer, label_fn=label_fn)
     pos = range(prep.n_tokens)[position]
     with eval_mode(model):
-        logits = model(prep.ids)[0, pos].float()                              # (V,)
+        logits = model(prep.ids[:, :pos + 1], last_only=True)[0, -1].float()  # (V,): causal, so ids after pos do not matter
     stages = stage_distributions(logits, params)
     k = min(show, logits.numel())
     order = torch.topk(logits, k).indices                                     # (k,) by the model's own ranking

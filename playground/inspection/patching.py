@@ -31,6 +31,7 @@ import torch
 from ..hooks import hooks
 from ..model import GPTModel
 from .export import dumps
+from .suffix_patch import corrupted_cache, patch_resid_pre
 from .inputs import (check_token_id, LabelFn, Prepared, StopForward, TokenInput, TokenizerLike, eval_mode, make_label_fn,
                      prepare, this_thread_only)
 
@@ -235,13 +236,42 @@ def patch_residual(model: GPTModel, clean_tokens: TokenInput, corrupted_tokens: 
                    distractor_id: int, *, tokenizer: TokenizerLike | None = None, label_fn: LabelFn | None = None,
                    layers: Sequence[int] | None = None, batch_size: int | None = None,
                    one_by_one: bool = False) -> Patching:
-    """Patch ``resid_pre`` of each block at each position from the clean run into the corrupted one."""
+    """Patch ``resid_pre`` of each block at each position from the clean run into the corrupted one.
+
+    Batched, each cell runs only what its patch can change (:mod:`.suffix_patch`: the blocks from its layer,
+    the positions from its own, from the corrupted run's cache); ``one_by_one`` runs a whole forward per cell
+    through :func:`patch_grid` (same numbers up to float rounding, for checking and benchmarking)."""
+    if not one_by_one:
+        return _suffix_run(model, clean_tokens, corrupted_tokens, target_id, distractor_id, tokenizer, label_fn,
+                           layers, batch_size)
+
     def make_patch(pair: _Pair) -> PatchFn:
         def patch(act: torch.Tensor, layer: int, pos: int) -> None:          # act: (T, E)
             act[pos] = pair.acts[resid_pre_name(layer)][0, pos]
         return patch
     return _patch_run(model, clean_tokens, corrupted_tokens, target_id, distractor_id, resid_pre_name, 0,
                       make_patch, "resid_pre", tokenizer, label_fn, layers, batch_size, one_by_one)
+
+
+def _suffix_run(model: GPTModel, clean_tokens: TokenInput, corrupted_tokens: TokenInput, target_id: int,
+                distractor_id: int, tokenizer: TokenizerLike | None, label_fn: LabelFn | None,
+                layers: Sequence[int] | None, batch_size: int | None) -> Patching:
+    start = time.perf_counter()
+    target_id = check_token_id(model, target_id, "target")
+    distractor_id = check_token_id(model, distractor_id, "distractor")
+    chosen = _layers(model, layers)
+    metric = logit_diff_metric(target_id, distractor_id)
+    pair = _pair(model, clean_tokens, corrupted_tokens, metric, [resid_pre_name(l) for l in chosen], tokenizer,
+                 label_fn)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    cache = corrupted_cache(model, pair.corrupted.ids)
+    clean = torch.stack([pair.acts[resid_pre_name(l)][0] for l in chosen])   # (layers, T, E)
+    weight = model.out_head.weight
+    grid, passes = patch_resid_pre(model, cache, clean, chosen, weight[target_id] - weight[distractor_id],
+                                   pair.ld_corrupted, batch_size)
+    return _result(model, pair, grid, chosen, target_id, distractor_id, tokenizer, label_fn, start,
+                   "resid_pre", False, 3 + passes)
 
 
 @torch.inference_mode()

@@ -100,7 +100,7 @@ def sampling_tree(model: GPTModel, prompt_ids: TokenInput, *, depth: int = 2, br
         for d in range(1, depth + 1):
             rows = torch.tensor([list(n.path) for n in level], dtype=torch.long, device=model.device)
             ids = torch.cat([prep.ids.expand(len(level), -1), rows], dim=1) if d > 1 else prep.ids
-            logits = model(ids)[:, -1]                                        # (N, V), one batched pass
+            logits = model(ids, last_only=True)[:, -1]                        # (N, V), one batched pass
             probs = sampling_distribution(logits, params)                     # (N, V)
             raw_best = torch.argmax(logits, dim=-1)                           # (N,) greedy = temperature 0
             k = min(branch, probs.shape[-1])

@@ -212,6 +212,18 @@ def _record_shapes(modules: dict[str, nn.Module]) -> Iterator[dict[str, tuple[in
             h.remove()
 
 
+def _shape_twin(model: GPTModel) -> GPTModel | None:
+    """A model of the same class and config on the meta device (no memory, no arithmetic), or None when
+    ``model``'s modules are not its class's own (then only the real pass shows what it does)."""
+    try:
+        with torch.device("meta"):
+            twin = type(model)(model.cfg).eval()
+    except Exception:                                   # a subclass with another constructor
+        return None
+    ours = [(name, type(m)) for name, m in model.named_modules()]
+    return twin if ours == [(name, type(m)) for name, m in twin.named_modules()] else None
+
+
 def _steps(n_layers: int) -> list[tuple[str, int | None, list[Ref], list[Ref], list[str]]]:
     out = [(k, None, o, i, m) for k, o, i, m in _MODEL_HEAD]
     for b in range(n_layers):
@@ -226,17 +238,22 @@ def _steps(n_layers: int) -> list[tuple[str, int | None, list[Ref], list[Ref], l
 def shape_trace(model: GPTModel, tokens: TokenInput, *,
                 tokenizer: TokenizerLike | None = None, label_fn: LabelFn | None = None,
                 max_tokens: int | None = None) -> ShapeTrace:
-    """Run the prompt once and return every step with the shapes that really passed.
+    """Run the prompt once and return every step with the shapes that passed.
 
-    The prompt is cropped to the last ``context_length`` (or ``max_tokens``)
-    tokens, with a ``note``.
+    The pass runs the model's own code on PyTorch's meta device (:func:`_shape_twin`): every module and
+    every reshape sees the real shapes, and no number is computed, so a 1,024-token prompt costs what a
+    short one does. A model whose modules differ from its class's own runs the real pass instead.
+    The prompt is cropped to the last ``context_length`` (or ``max_tokens``) tokens, with a ``note``.
     """
     prep = prepare(model, tokens, tokenizer=tokenizer, label_fn=label_fn, max_tokens=max_tokens)
     steps = _steps(model.cfg.n_layers)
     paths = sorted({path for _, _, outs, ins, _ in steps for path, _ in outs + ins})
     named = dict(model.named_modules())
-    with eval_mode(model), _record_shapes({p: named[p] for p in paths}) as seen:
-        model(prep.ids)
+    twin = _shape_twin(model)
+    runner, ids = (twin, prep.ids.to("meta")) if twin is not None else (model, prep.ids)
+    run_named = dict(runner.named_modules())
+    with eval_mode(runner), _record_shapes({p: run_named[p] for p in paths if p in run_named}) as seen:
+        runner(ids)
 
     def shape(ref: Ref) -> Shape:
         path, side = ref

@@ -156,6 +156,8 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
     :meth:`Batcher.from_env`)."""
     ctx = AppContext(holder, weights_dir, allow_model_change, max_upload_mb or v.upload_limit_mb(),
                      batcher or Batcher.from_env())
+    if att_view.random_scores not in holder.after_load:      # the Attention tab's first view (and page load)
+        holder.after_load.append(att_view.random_scores)      # need the head scores on random tokens
 
     with gr.Blocks(title="GPT-2 Playground", delete_cache=(3600, 3600)) as demo:
         copy_link, link_box, current_tab = _header(ctx)

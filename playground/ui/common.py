@@ -196,23 +196,39 @@ def _note_text(tab_id: str, prompt: Any) -> str:
 # =========================================================================== caches
 
 class LRU:
-    """A tiny thread-safe LRU for results derived from (model identity, prompt, ...)."""
+    """A tiny thread-safe LRU for results derived from (model identity, prompt, ...).
+
+    A key being made is made once: a second caller waits for the first's value (a view asked for while the
+    same result is prepared in the background at load does not compute it twice)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._data: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
+        self._making: dict[Any, threading.Lock] = {}
 
     def get(self, key: Any, make: Callable[[], Any]) -> Any:
         with self._lock:
             if key in self._data:
                 self._data.move_to_end(key)
                 return self._data[key]
-        value = make()
-        with self._lock:
-            self._data[key] = value
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
+            own = self._making.setdefault(key, threading.Lock())
+        with own:                                   # one maker per key; the others wait here, then read it
+            with self._lock:
+                if key in self._data:
+                    self._data.move_to_end(key)
+                    return self._data[key]
+            try:
+                value = make()
+            except BaseException:
+                with self._lock:
+                    self._making.pop(key, None)
+                raise
+            with self._lock:
+                self._data[key] = value
+                self._making.pop(key, None)
+                while len(self._data) > self.size:
+                    self._data.popitem(last=False)
         return value
 
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -114,6 +114,9 @@ class ModelHolder:
         self._generation = 0
         self._tried_default = False
         self.startup_error: str | None = None
+        # Per-model work a view would otherwise do on its first request (e.g. head scores on random tokens),
+        # run in one background thread after every load, in this order.
+        self.after_load: list[Callable[[Snapshot], object]] = []
 
     # ----------------------------------------------------------------- reading
 
@@ -158,7 +161,21 @@ class ModelHolder:
         self._hash(snap)
         if self.prepare_fast_weights:
             prepare_in_background(snap.model)   # the first Generate finds the fp32 decoder ready
+        self._prepare_views(snap)
         return snap
+
+    def _prepare_views(self, snap: Snapshot) -> None:
+        def work() -> None:
+            for fn in list(self.after_load):
+                if self._snapshot is not snap:
+                    return                          # another model came meanwhile: its own thread prepares it
+                try:
+                    fn(snap)
+                except Exception:
+                    log.error("preparing %s for the views failed (they will compute it on first need)",
+                              getattr(fn, "__name__", fn), exc_info=True)
+        if self.after_load:
+            threading.Thread(target=work, name="prepare-views", daemon=True).start()
 
     def ensure_loaded(self) -> Snapshot | None:
         """The current snapshot, trying the default file once if nothing is loaded yet.

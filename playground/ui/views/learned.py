@@ -24,7 +24,8 @@ from ..validate import InputError
 from .experiments import noted, prompt_ids
 
 T = TypeVar("T")
-NEURON_TOKENS = 256            # activations, saliency and q.k on the last 256 tokens at most
+NEURON_TOKENS = 256            # activations and q.k on the last 256 tokens at most
+SALIENCY_TOKENS = 64           # saliency on the last 64: integrated gradients costs 32 forward and backward passes
 IG_STEPS_MAX = 256
 BIG_MODEL = 50_000_000         # parameters from which the neuron index runs in bf16 (where the CPU has it)
 EMBEDDING_VIEWS = ("tokens", "positions", "residual")
@@ -167,7 +168,7 @@ def _lists(value: Any) -> tuple[str, ...]:
 
 def saliency(snap: Snapshot, prompt: Any, target: Any = "", method: Any = "integrated_gradients",
              steps: Any = 32) -> Saliency:
-    ids, note = _ids(snap, prompt)
+    ids, note = prompt_ids(snap, prompt, "Prompt", SALIENCY_TOKENS, "saliency view")
     kind = v.choice(method, "Method", METHODS, default="integrated_gradients")
     tgt = one_token_text(target, "Target", required=False)
     n = v.whole(steps, "Steps", 1, IG_STEPS_MAX, default=32)
@@ -176,7 +177,7 @@ def saliency(snap: Snapshot, prompt: Any, target: Any = "", method: Any = "integ
         run = lambda: gradient_x_input(snap.model, ids, tgt, tokenizer=tok)      # noqa: E731
     else:
         run = lambda: integrated_gradients(snap.model, ids, tgt, n_steps=n, tokenizer=tok)   # noqa: E731
-    return _results.get(("saliency", snap.uid, tuple(ids), kind, tgt, n), lambda: ask(run))
+    return noted(_results.get(("saliency", snap.uid, tuple(ids), kind, tgt, n), lambda: ask(run)), note)
 
 
 def qk(snap: Snapshot, prompt: Any, layer: Any, head: Any, query: Any) -> QKBreakdown:
