@@ -46,7 +46,12 @@ test-portable: $(VENV)/.dev
 test-fast: $(VENV)/.dev
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
-bench: $(VENV)/.dev
+# The benchmark's inspection peer (TransformerLens) has its own requirements: the app and the tests do not need it.
+$(VENV)/.peers: bench/requirements-peers.txt $(VENV)/.dev
+	$(BIN)/pip install -q -r bench/requirements-peers.txt
+	touch $@
+
+bench: $(VENV)/.peers
 	$(BIN)/python -m bench.run $(ARGS)
 
 load: $(VENV)/.dev

@@ -19,11 +19,12 @@ from bench.measure import (gemv_bandwidth, machine_info, read_bandwidth, return_
 from bench.report import Table, write
 from bench.sections_decode import DecodeSections
 from bench.sections_inspect import InspectionSections
+from bench.sections_peer import PeerSections
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Bench(DecodeSections, InspectionSections):
+class Bench(DecodeSections, InspectionSections, PeerSections):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.reps = args.reps
@@ -78,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=None, help="comma-separated: gpt2,gpt2-medium (default both)")
     p.add_argument("--sections",
-                   default="bandwidth,fidelity,decode,levers,prefill,batch,attention,misc,patching,memory,threads")
+                   default="bandwidth,fidelity,decode,levers,prefill,batch,attention,misc,patching,memory,threads,"
+                           "peer,views")
     p.add_argument("--lever-steps", type=int, default=16)
     p.add_argument("--weights", default=str(ROOT / "weights" / "default.safetensors"),
                    help="the shipped model, for the fidelity section")
@@ -99,6 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="prefill lengths for models larger than gpt2 (3 repetitions each)")
     p.add_argument("--attention-lengths", default="64,256,1024")
     p.add_argument("--app-reps", type=int, default=2)
+    p.add_argument("--view-reps", type=int, default=3, help="calls per view after its first (views section)")
+    p.add_argument("--views-before", default=None,
+                   help="a git revision whose views are measured too, in the same run (before/after table)")
     p.add_argument("--skip-app", action="store_true")
     p.add_argument("--quick", action="store_true", help="smoke run: gpt2, 2 reps, short generations")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -108,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.new_tokens, args.book_tokens, args.batch_tokens, args.thread_tokens = 16, 4, 8, 4
         args.large_new_tokens = 16
         args.prefill_lengths, args.attention_lengths, args.app_reps = "32,256", "64", 1
-        args.fidelity_tokens, args.lever_steps = 8, 4
+        args.fidelity_tokens, args.lever_steps, args.view_reps = 8, 4, 1
     args.models = args.models or "gpt2,gpt2-medium"
     args.prefill_lengths = [int(x) for x in args.prefill_lengths.split(",")]
     args.large_prefill_lengths = [int(x) for x in args.large_prefill_lengths.split(",")]
@@ -139,11 +144,11 @@ def main(argv: list[str] | None = None) -> None:
             with bench.timed(f"building {name} (random weights, saved and loaded both ways)"):
                 pair = C.make_pair(name, Path(tmp))
             for section in ("decode", "levers", "prefill", "batch", "attention", "misc", "patching", "memory",
-                            "threads"):
+                            "threads", "peer", "views"):
                 if section not in sections:
                     continue
-                if section in ("levers", "batch", "attention", "misc", "patching", "memory", "threads") \
-                        and name != "gpt2":
+                if section in ("levers", "batch", "attention", "misc", "patching", "memory", "threads", "peer",
+                               "views") and name != "gpt2":
                     continue  # the 124M model only, to keep the run near 10 minutes
                 with bench.timed(f"{section} {name}"):
                     getattr(bench, f"run_{section}")(pair)

@@ -21,6 +21,11 @@ from typing import Any, Callable, Iterator
 from bench.serving import ROOT, Server
 
 SHORT_TOKENS, LONG_TOKENS = 12, 600
+GENERATED = 32
+# After the model has loaded (``/model_info`` waits for it), the per-model work it starts in the background
+# (the fast decoder's weights, the head scores on random tokens) gets this long before the first call:
+# a visitor arriving a few seconds after a load, not one racing it.
+SETTLE_S = 5.0
 IOI = "When {a} and {b} went to the store, {c} gave a drink to"         # 14 tokens
 NAMES = [("Mary", "John"), ("Alice", "Bob"), ("Anna", "Peter"), ("Sarah", "David"), ("Emma", "James"),
          ("Laura", "Paul"), ("Kate", "Tom"), ("Lucy", "Mark")]
@@ -38,7 +43,7 @@ VIEWS: dict[str, tuple[str, Args]] = {
     "walkthrough": ("walkthrough", lambda p: [p, 0, 0]),
     "saliency": ("saliency", lambda p: [p, "", "integrated_gradients", 32]),
     "qk": ("qk", lambda p: [p, 0, 0, -1]),
-    "generate (32 greedy tokens)": ("generate", lambda p: [p, 32, 0, 0, 1.0, 0, 5, "fp32"]),
+    "generate (32 greedy tokens)": ("generate", lambda p: [p, GENERATED, 0, 0, 1.0, 0, 5, "fp32"]),
 }
 # Not /neuron: its first call starts the neuron index's build in the background (minutes on gpt2), which
 # would weigh on every view measured after it.
@@ -100,12 +105,22 @@ def measure(url: str, reps: int, log: Callable[[str], None] = print) -> dict[str
     Every view's first call comes before any view's second (the first request after a load, per view); every
     call has a prompt of its own (the views keep recent results)."""
     call = Caller(url)
+    info = call("model_info", [])
+    info = info[0] if isinstance(info, list) and info else info
+    if not (isinstance(info, dict) and info.get("loaded")):
+        raise RuntimeError(f"the served app has no model: {info}")
+    time.sleep(SETTLE_S)
     short, long = prompts(SHORT_TOKENS, reps + 1), prompts(LONG_TOKENS, reps + 1)
+    # /generate refuses a prompt longer than the model's window (the views crop): its long prompt fills the
+    # window but for the 32 new tokens.
+    window = int(info["config"]["context_length"])
+    gen_long = prompts(min(LONG_TOKENS, max(window - GENERATED, window // 2)), reps + 1)
     out: dict[str, dict] = {}
     for k in range(reps + 1):        # interleaved: a slow moment of the machine spreads over every view
         jobs: list[tuple[str, str, str, list[Any]]] = []
         for view, (name, args) in VIEWS.items():
-            jobs += [(view, "12", name, args(short[k])), (view, "600", name, args(long[k]))]
+            longer = gen_long[k] if name == "generate" else long[k]
+            jobs += [(view, "12", name, args(short[k])), (view, "600", name, args(longer))]
         jobs += [(view, "14", name, pair(*NAMES[k % len(NAMES)])) for view, (name, pair) in PAIRED.items()]
         for view, size, name, data in jobs:
             row = out.setdefault(view, {}).setdefault(size, {"times": []})

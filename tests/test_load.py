@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from playground.checkpoints import save_model
+from playground.tokenizer import get_tokenizer
 from tests.factories import make_model
 from tests.live_app import fn_index, imported_app, served, settled, settled_steps
 
@@ -193,3 +194,19 @@ def test_load_short_version():
     assert result["errors"] == {}, result["error_examples"]
     assert all(result["served"].get(name, 0) > 0 for name, _ in load.MIX), result["served"]
     assert result["rss_mb"]["growth_after_warmup"] <= result["max_growth_mb"]
+
+
+def test_the_view_benchmark_calls_every_view_as_its_endpoint_takes_it(live, monkeypatch):
+    """bench.view_latency's calls match the endpoints' arguments (a renamed or reordered argument fails here,
+    not an hour into `make bench`), every call gets a prompt of its own, and each view has a first call and
+    a median."""
+    from bench import view_latency
+    monkeypatch.setattr(view_latency, "SETTLE_S", 0.0)
+    short = view_latency.prompts(12, 3)
+    assert len(set(short)) == 3 and all(8 <= len(get_tokenizer().encode(p)) <= 14 for p in short)
+    _, url = live
+    got = view_latency.measure(url, reps=1, log=lambda line: None)
+    assert set(got) == set(view_latency.VIEWS) | set(view_latency.PAIRED)
+    for view, sizes in got.items():
+        for size, row in sizes.items():
+            assert row["first"] > 0 and len(row["times"]) == 1 and row["median"] == row["times"][0], (view, size)
