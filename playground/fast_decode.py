@@ -180,6 +180,8 @@ class FastWeights:
             x = self._product(layer.proj, "add", self._product(layer.fc, "gelu", y), x)
         return x
 
+    blocks = _blocks        # public: inspection runs the blocks with its own attention (fast_patterns)
+
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """Final norm and vocabulary head on the positions kept, ``(B, E)`` -> float32 ``(B, V)``."""
         x = F.layer_norm(x, (self.cfg.emb_dim,), self.ln_f[0], self.ln_f[1], self.eps)
@@ -336,6 +338,13 @@ def prepare_in_background(model: GPTModel, precisions: "tuple[str, ...]" = (DEFA
     return thread
 
 
+def ready_fast_weights(model: GPTModel, precision: str = DEFAULT_PRECISION) -> FastWeights | None:
+    """The prepared weights of ``model`` in ``precision`` if they are ready and current; builds nothing."""
+    with _lock:
+        fw = _prepared.get(model, {}).get(precision)
+    return fw if fw is not None and fw.fingerprint == _fingerprint(model) else None
+
+
 def prepared_kernels(model: GPTModel) -> dict[str, dict[str, str]]:
     """``{precision: FastWeights.kernels()}`` for the precisions prepared so far (builds nothing)."""
     with _lock:
@@ -379,5 +388,5 @@ def precision_for(model: GPTModel, precision: str | None) -> str | None:
     return precision if fast_path_allowed(model) else None
 
 
-__all__ = ["PRECISIONS", "DEFAULT_PRECISION", "PackedLinear", "FastWeights", "fast_weights",
-           "prepare_in_background", "prepared_kernels", "invalidate", "fast_path_allowed", "precision_for"]
+__all__ = ["PRECISIONS", "DEFAULT_PRECISION", "PackedLinear", "FastWeights", "fast_weights", "prepare_in_background",
+           "prepared_kernels", "ready_fast_weights", "invalidate", "fast_path_allowed", "precision_for"]

@@ -301,3 +301,24 @@ def test_scores_reuse_the_models_random_pass_unchanged(model):
         assert torch.equal(fresh.score(name), reused.score(name)), name
     assert torch.equal(fresh.prompt_induction.nan_to_num(-1), reused.prompt_induction.nan_to_num(-1))
     assert (reused.seq_len, reused.batch, reused.seed, reused.source) == (fresh.seq_len, fresh.batch, fresh.seed, "prompt")
+
+
+def test_patterns_from_the_fast_decoders_weights_equal_the_hooked_pass():
+    """Once the fp32 fast weights are prepared, capture_attention reads the patterns from them: the same
+    numbers as through the hook points, for every layer and for one; with a hook attached it takes the hooks."""
+    from playground.fast_decode import fast_weights, ready_fast_weights
+    from playground.inspection.fast_patterns import fast_patterns
+    model = tiny_model()
+    ids = list(range(5, 25))
+    assert ready_fast_weights(model, "fp32") is None
+    slow = capture_attention(model, ids, fast=False).weights
+    fast_weights(model, "fp32")
+    probe = torch.zeros_like(slow)
+    assert fast_patterns(model, torch.tensor([ids]), list(range(model.cfg.n_layers)), probe)
+    torch.testing.assert_close(probe, slow, atol=1e-5, rtol=0)
+    torch.testing.assert_close(capture_attention(model, ids).weights, slow, atol=1e-5, rtol=0)
+    torch.testing.assert_close(capture_attention(model, ids, layers=[1]).weights, slow[1:2], atol=1e-5, rtol=0)
+    with torch.no_grad():
+        model.trf_blocks[0].att.W_query.weight.mul_(1.5)              # edited: the prepared weights are stale
+    assert ready_fast_weights(model, "fp32") is None
+    assert not fast_patterns(model, torch.tensor([ids]), [0], probe[:1])

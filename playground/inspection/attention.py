@@ -17,6 +17,7 @@ import torch
 from ..hooks import hooks
 from ..model import GPTModel
 from .export import dumps, rows_to_csv
+from .fast_patterns import fast_patterns
 from .inputs import (LabelFn, StopForward, TokenInput, TokenizerLike, crop, eval_mode, join_notes,
                      prepare, this_thread_only)
 
@@ -116,8 +117,11 @@ def capture_attention(model: GPTModel, tokens: TokenInput, *,
                       layers: Sequence[int] | int | None = None,
                       tokenizer: TokenizerLike | None = None, label_fn: LabelFn | None = None,
                       max_tokens: int | None = None, dtype: torch.dtype | None = None,
-                      max_bytes: int = DEFAULT_MAX_BYTES) -> AttentionCapture:
+                      max_bytes: int = DEFAULT_MAX_BYTES, fast: bool = True) -> AttentionCapture:
     """Run the prompt once and keep the attention weights of ``layers`` (default: all).
+
+    With ``fast`` (the default) the pass runs on the fast decoder's prepared fp32 weights when they are ready
+    (:mod:`.fast_patterns`: same numbers up to float rounding), else through the hook points.
 
     ``layers=[3]`` keeps one ``(H, T, T)`` block and runs blocks 0..3 only —
     the call a one-layer view should make. Weights stay on the model's device
@@ -148,10 +152,11 @@ def capture_attention(model: GPTModel, tokens: TokenInput, *,
                 raise StopForward
         return this_thread_only(fn)
 
-    with eval_mode(model), hooks(model, {pattern_hook_name(l): keep(i, l) for i, l in enumerate(chosen)}):
-        try:
-            model(prep.ids)
-        except StopForward:
-            pass
+    if not (fast and dtype == model.dtype and fast_patterns(model, prep.ids, chosen, out)):
+        with eval_mode(model), hooks(model, {pattern_hook_name(l): keep(i, l) for i, l in enumerate(chosen)}):
+            try:
+                model(prep.ids)
+            except StopForward:
+                pass
     return AttentionCapture(out, chosen, tuple(prep.token_ids), prep.labels,
                             offset=prep.offset, note=note)
