@@ -322,3 +322,15 @@ def test_patterns_from_the_fast_decoders_weights_equal_the_hooked_pass():
         model.trf_blocks[0].att.W_query.weight.mul_(1.5)              # edited: the prepared weights are stale
     assert ready_fast_weights(model, "fp32") is None
     assert not fast_patterns(model, torch.tensor([ids]), [0], probe[:1])
+
+
+def test_head_scores_on_a_prompt_are_the_same_from_the_fast_weights():
+    from playground.fast_decode import fast_weights
+    from playground.inspection.head_scores import head_scores
+    model = tiny_model(seed=2)
+    ids = [3, 9, 4, 3, 9, 4, 7, 1, 3, 9, 4, 7] * 2
+    before = head_scores(model, ids, seq_len=8)
+    fast_weights(model, "fp32")
+    after = head_scores(model, ids, seq_len=8)
+    for name in ("previous_token", "first_token", "current_token", "entropy", "prompt_induction"):
+        torch.testing.assert_close(after.score(name), before.score(name), atol=1e-5, rtol=0, equal_nan=True)

@@ -11,6 +11,7 @@ from ..hooks import hooks
 from ..model import GPTModel
 from .attention import pattern_hook_name
 from .export import dumps, rows_to_csv
+from .fast_patterns import fast_patterns
 from .inputs import StopForward, TokenInput, TokenizerLike, eval_mode, join_notes, prepare, this_thread_only
 from .random_tokens import repeated_random_tokens
 
@@ -172,6 +173,14 @@ def _scored_pass(model: GPTModel, ids: torch.Tensor,
     """One forward pass; each layer's ``(B, H, T, T)`` weights reduced to ``(H,)`` per reducer, then dropped."""
     n = model.cfg.n_layers
     out = {k: torch.zeros(n, model.cfg.n_heads) for k in reducers}
+    if ids.shape[0] == 1:                      # one prompt: from the fast decoder's weights when they are ready
+        t = ids.shape[1]
+        patterns = torch.empty((n, model.cfg.n_heads, t, t), dtype=model.dtype, device=model.device)
+        if fast_patterns(model, ids, list(range(n)), patterns):
+            for layer in range(n):
+                for key, reduce in reducers.items():
+                    out[key][layer] = reduce(patterns[layer].unsqueeze(0)).cpu()
+            return out
 
     def at(layer: int):
         def fn(pattern: torch.Tensor, name: str) -> None:
