@@ -216,7 +216,7 @@ class GPTModel(nn.Module):
         if last_only:
             x = x[:, -1:]                                                 # (B, 1, E)
         x = self.hook_final_norm(self.final_norm(x))
-        return self.hook_logits(self.out_head(x))                         # (B, T or 1, V)
+        return self.hook_logits(self.out_head(x))                         # (B, T, V)
 
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         """A preallocated KV cache on this model's device and dtype."""

@@ -68,7 +68,7 @@ def register(holder: ModelHolder, model_queue: dict[str, Any], batcher: Batcher)
         """Every step of a real forward pass on `prompt`: input and output shapes, parameters and an
         explanation ("en" or "zh"). Blocks 1.. are one row unless `expand`."""
         snap = holder.require()
-        tv = shape_view.trace_view(snap, prompt, language, expand)
+        tv = shape_view.trace_view(snap, prompt, language, expand, figures=False)
         return {"rows": tv.table(), "total_params": tv.trace.total_params, "n_layers": tv.trace.n_layers,
                 "token_ids": list(tv.trace.token_ids), "tokens": list(tv.trace.labels), "note": tv.note}
 
@@ -86,14 +86,14 @@ def register(holder: ModelHolder, model_queue: dict[str, Any], batcher: Batcher)
         """The model's top-k prediction after the embeddings and after every block, at every position
         (the last 64 tokens of a long prompt)."""
         snap = holder.require()
-        return lens_view.lens_view(snap, prompt, top_k).data()
+        return lens_view.lens_view(snap, prompt, top_k, figures=False).data()
 
     def next_token(prompt: str, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                    show: int = 10) -> dict:
         """The `show` most likely next tokens and their probability before and after temperature,
         top-k and top-p (what sampling draws from)."""
         snap = holder.require()
-        return next_view.next_view(snap, prompt, temperature, top_k, top_p, show).data()
+        return next_view.next_view(snap, prompt, temperature, top_k, top_p, show, figures=False).data()
 
     def surprisal(prompt: str) -> dict:
         """Surprisal of every token of `prompt` under the loaded model: {tokens, token_ids, surprisal_bits

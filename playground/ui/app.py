@@ -28,6 +28,7 @@ from .tabs import (attention, circuits, embeddings, experiments, generate, learn
                    next_token, parameters, saliency, shapes, walkthrough)
 from .theme import ABSOLUTE_LINK_JS, TOGGLE_PRESENTATION_JS
 from .views import attention as att_view
+from .views.warm import warm_up
 from .views import model as model_view
 
 BADGE_REFRESH_S = 10.0        # how often open pages re-read which model is loaded
@@ -156,8 +157,11 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
     :meth:`Batcher.from_env`)."""
     ctx = AppContext(holder, weights_dir, allow_model_change, max_upload_mb or v.upload_limit_mb(),
                      batcher or Batcher.from_env())
-    if att_view.random_scores not in holder.after_load:      # the Attention tab's first view (and page load)
-        holder.after_load.append(att_view.random_scores)      # need the head scores on random tokens
+    # After each load, in the background: the head scores on random tokens (the Attention tab's first view and
+    # the page load need them), then one pass of each kind the views run.
+    for prepare in (att_view.random_scores, warm_up):
+        if prepare not in holder.after_load:
+            holder.after_load.append(prepare)
 
     with gr.Blocks(title="GPT-2 Playground", delete_cache=(3600, 3600)) as demo:
         copy_link, link_box, current_tab = _header(ctx)

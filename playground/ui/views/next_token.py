@@ -19,7 +19,7 @@ from ..state import Snapshot
 @dataclass
 class NextView:
     dist: NextTokenDistribution
-    figure: go.Figure
+    figure: go.Figure | None          # None when asked without figures (the API)
     note: str
 
     def rows(self) -> list[list[Any]]:
@@ -41,7 +41,7 @@ NEXT_HEADERS = ["rank", "token", "id", "model probability", "after temperature/t
 
 
 def next_view(snap: Snapshot, prompt: Any, temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 1.0,
-              show: Any = 10, stages: Any = False) -> NextView:
+              show: Any = 10, stages: Any = False, figures: bool = True) -> NextView:
     text = v.prompt(prompt)
     params = SamplingParams(temperature=v.real(temperature, "Temperature", 0.0, v.MAX_TEMPERATURE, default=1.0),
                             top_k=v.whole(top_k, "Top-k", 0, snap.model.cfg.vocab_size, default=0) or None,
@@ -50,4 +50,4 @@ def next_view(snap: Snapshot, prompt: Any, temperature: Any = 1.0, top_k: Any = 
     all_stages = v.flag(stages, "Show every stage")
     ids, note = crop_note(encode(snap, text), snap.model.cfg.context_length, "next-token view")
     dist = next_token_distribution(snap.model, ids, params, show=n, tokenizer=get_tokenizer())
-    return NextView(dist, next_token_figure(dist, stages=all_stages), note)
+    return NextView(dist, next_token_figure(dist, stages=all_stages) if figures else None, note)

@@ -19,7 +19,7 @@ class TraceView:
     trace: ShapeTrace
     lang: str
     expand: bool
-    figure: go.Figure
+    figure: go.Figure | None          # None when asked without figures (the API)
     note: str
 
     def table(self) -> list[dict]:
@@ -32,10 +32,10 @@ class TraceView:
         return self.trace.to_csv(self.expand, self.lang)
 
 
-def trace_view(snap: Snapshot, prompt: Any, lang: Any = "en", expand: Any = False) -> TraceView:
+def trace_view(snap: Snapshot, prompt: Any, lang: Any = "en", expand: Any = False, figures: bool = True) -> TraceView:
     text = v.prompt(prompt)
     language = v.choice(lang, "Language", v.LANGUAGES, default="en")
     full = v.flag(expand, "Expand all blocks")
     ids, note = crop_note(encode(snap, text), min(snap.model.cfg.context_length, v.TRACE_TOKENS), "shape trace")
     trace = shape_trace(snap.model, ids, tokenizer=get_tokenizer())
-    return TraceView(trace, language, full, trace_figure(trace, lang=language, expand=full), note)
+    return TraceView(trace, language, full, trace_figure(trace, lang=language, expand=full) if figures else None, note)
