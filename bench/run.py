@@ -107,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-app", action="store_true")
     p.add_argument("--quick", action="store_true", help="smoke run: gpt2, 2 reps, short generations")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--stem", default=None, help="file name of the results (default latest, or quick with --quick); "
+                                                 "a run of some sections can keep the full run's files")
     args = p.parse_args(argv)
     if args.quick:
         args.models, args.reps = args.models or "gpt2", 2
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
             del pair
     seconds = time.perf_counter() - start
     bench.add_timings(seconds)
-    stem = "quick" if args.quick else "latest"
+    stem = args.stem or ("quick" if args.quick else "latest")
     md, js = write(Path(args.out), machine, bench.tables, bench.summary, bench.raw, seconds, stem)
     bench.log(f"wrote {md} and {js} ({seconds / 60:.1f} min)")
     print(md.read_text())

@@ -48,6 +48,7 @@ from .positions import check_context, future_mask
 from .row_invariance import in_chunks, rows_exact
 
 MIN_EXACT_ROWS = 8     # products split into pieces of fewer rows than this would cost batching its point
+Edit = "Callable[[int, torch.Tensor], torch.Tensor] | None"    # (block, activation) -> activation
 
 
 @dataclass
@@ -165,22 +166,25 @@ class FastWeights:
         for N rows, at most :attr:`exact_rows` rows at a time (where that bound was found)."""
         return in_chunks(getattr(matrix.for_rows(x.shape[0]), op), self.exact_rows, x, *residual)
 
-    def _blocks(self, x: torch.Tensor, attend: "Callable[[int, torch.Tensor], torch.Tensor]") -> torch.Tensor:
+    def blocks(self, x: torch.Tensor, attend: "Callable[[int, torch.Tensor], torch.Tensor]", ff_edit: Edit = None
+               ) -> torch.Tensor:
         """The transformer blocks on ``x`` ``(N, E)``: the residual stream after the last one, ``(N, E)``.
 
         ``attend(i, qkv)`` is block ``i``'s attention: the ``(N, 3E)`` projections in, the context
         vectors ``(N, E)`` out (storing keys and values in the cache as it goes); the two forwards
-        below differ only there.
+        below differ only there (inspection passes its own: :mod:`.inspection.fast_patterns`).
+        ``ff_edit(i, out)`` may change block ``i``'s MLP output ``(N, E)`` before it is added (ablation).
         """
         e = self.cfg.emb_dim
         for i, layer in enumerate(self.layers):
             y = F.layer_norm(x, (e,), layer.ln1[0], layer.ln1[1], self.eps)
             x = self._product(layer.out, "add", attend(i, self._product(layer.qkv, "__call__", y)), x)  # shortcut fused
             y = F.layer_norm(x, (e,), layer.ln2[0], layer.ln2[1], self.eps)
-            x = self._product(layer.proj, "add", self._product(layer.fc, "gelu", y), x)
+            if ff_edit is None:
+                x = self._product(layer.proj, "add", self._product(layer.fc, "gelu", y), x)
+            else:                                   # the residual add unfused, after the edit
+                x = x + ff_edit(i, self._product(layer.proj, "__call__", self._product(layer.fc, "gelu", y)))
         return x
-
-    blocks = _blocks        # public: inspection runs the blocks with its own attention (fast_patterns)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """Final norm and vocabulary head on the positions kept, ``(B, E)`` -> float32 ``(B, V)``."""
@@ -217,11 +221,13 @@ class FastWeights:
                                               attn_mask=mask).to(self.dtype)
 
     @torch.inference_mode()
-    def forward(self, idx: torch.Tensor, cache: FusedKVCache) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, cache: FusedKVCache, z_edit: Edit = None, ff_edit: Edit = None
+                ) -> torch.Tensor:
         """Logits ``(B, V)`` (float32) of the last position of ``idx`` ``(B, T)``.
 
         Appends the keys and values of ``idx`` to ``cache``; positions continue
-        from ``cache.length``. Prefill and one-token decode are the same code.
+        from ``cache.length``. Prefill and one-token decode are the same code. ``z_edit(i, z)`` may change
+        block ``i``'s merged context vectors ``(B*T, E)`` before ``out_proj``, ``ff_edit`` its MLP output.
         """
         b, t = idx.shape
         start = cache.length
@@ -234,8 +240,9 @@ class FastWeights:
 
         def attend(i: int, qkv: torch.Tensor) -> torch.Tensor:
             ctx = self._attend(cache.kv[i], self._split_heads(qkv, b, t), start, mask)   # (B, H, T, D)
-            return ctx.transpose(1, 2).reshape(b * t, e)                        # (B*T, E)
-        x = self._blocks(x, attend)
+            ctx = ctx.transpose(1, 2).reshape(b * t, e)                         # (B*T, E)
+            return ctx if z_edit is None else z_edit(i, ctx)
+        x = self.blocks(x, attend, ff_edit)
         cache.advance(t)
         return self._logits(x.view(b, t, e)[:, -1])                             # head on the last position only
 
@@ -275,7 +282,7 @@ class FastWeights:
                 out = self._attend(c.kv[i], self._split_heads(qkv[o:o + t], 1, t), start, mask)  # (1, H, T, D)
                 ctx[o:o + t] = out[0].transpose(0, 1).reshape(t, e)                 # (T, E)
             return ctx
-        x = self._blocks(x, attend)
+        x = self.blocks(x, attend)
         for (_, c), t in zip(segments, lengths):
             c.advance(t)
         last = torch.tensor([o - 1 for o in offsets[1:]], device=device)

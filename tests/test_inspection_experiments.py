@@ -193,6 +193,27 @@ def test_nothing_ablated_and_greedy_continuation_under_hooks(model):
         ablate(model, IDS, [(5, 0)])
 
 
+def test_ablation_on_the_fast_decoders_weights_equals_the_hooked_model():
+    """With the fp32 fast weights prepared, both continuations run on them (row 1 edited as the hooks edit):
+    the same top tokens, KL and greedy ids as through the hooks, for heads and MLPs, and the same refusals."""
+    from playground.fast_decode import fast_weights
+    from playground.inspection.fast_ablation import fast_greedy_pair
+    m = make_model(SMALL, seed=4)
+    hooked = [ablate(m, IDS, heads, mlps, continue_tokens=8) for heads, mlps in (([(0, 1), (1, 3)], [0]),
+                                                                                  ([(1, 0)], []), ([], [1]))]
+    fast_weights(m, "fp32")
+    assert fast_greedy_pair(m, torch.tensor([IDS]), 3, [(1, 0)], []) is not None     # the fast path is taken
+    fast = [ablate(m, IDS, heads, mlps, continue_tokens=8) for heads, mlps in (([(0, 1), (1, 3)], [0]),
+                                                                                ([(1, 0)], []), ([], [1]))]
+    for a, b in zip(hooked, fast):
+        assert a.greedy_before == b.greedy_before and a.greedy_after == b.greedy_after
+        assert [r["token_id"] for r in a.after] == [r["token_id"] for r in b.after]
+        assert a.kl_bits == pytest.approx(b.kl_bits, abs=1e-4)
+    assert any(a.greedy_before != a.greedy_after for a in fast)
+    with pytest.raises(ValueError, match="L5H0: this model has 2 layers"):
+        ablate(m, IDS, [(5, 0)])
+
+
 def test_ablation_hooks_act_only_in_the_thread_that_attached_them(model):
     ids = torch.tensor([IDS])
     with torch.no_grad():

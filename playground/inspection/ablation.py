@@ -23,6 +23,7 @@ import torch
 from ..hooks import hooks
 from ..model import GPTModel
 from .export import dumps
+from .fast_ablation import fast_greedy_pair
 from .inputs import (LabelFn, TokenInput, TokenizerLike, eval_mode, join_notes, make_label_fn, prepare,
                      this_thread_only)
 
@@ -205,6 +206,10 @@ def ablate(model: GPTModel, tokens: TokenInput, heads: Sequence[Head] = (), mlps
         raise ValueError(f"continue_tokens must be >= 0, got {continue_tokens}")
     prep = prepare(model, tokens, tokenizer=tokenizer, label_fn=label_fn)
     heads, mlps = tuple((int(l), int(h)) for l, h in heads), tuple(int(l) for l in mlps)
+    for layer, head in heads:
+        check_head(layer, head, model.cfg.n_layers, model.cfg.n_heads)
+    for layer in mlps:
+        check_mlp(layer, model.cfg.n_layers)
     room = model.cfg.context_length - prep.n_tokens
     n = min(continue_tokens, room)
     note = prep.note
@@ -214,9 +219,13 @@ def ablate(model: GPTModel, tokens: TokenInput, heads: Sequence[Head] = (), mlps
     if not heads and not mlps:
         note = join_notes(note, "Nothing ablated: before and after are the same model.")
     # Intact and ablated side by side, one batch of two rows (row 1 ablated): one pass over the weights per
-    # step for both continuations.
-    with eval_mode(model), ablated(model, heads, mlps, rows=slice(1, 2)):
-        logits, (ids_before, ids_after) = greedy(model, prep.ids.expand(2, -1), n)
+    # step for both continuations; on the fast decoder's weights when they are ready.
+    with eval_mode(model):
+        fast = fast_greedy_pair(model, prep.ids, n, heads, mlps)
+        if fast is None:
+            with ablated(model, heads, mlps, rows=slice(1, 2)):
+                fast = greedy(model, prep.ids.expand(2, -1), n)
+    logits, (ids_before, ids_after) = fast
     logits_before, logits_after = logits[0], logits[1]
     label = make_label_fn(model, tokenizer, label_fn)
 
