@@ -32,7 +32,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "corrupted": ("The dog", "The dog"), "edges": ("12", 12), "check_heads": ("1", True),
     "neuron": ("7", 7), "embedding": ("positions", "positions"), "lists": ("months,days", ["months", "days"]),
     "neighbours": (" queen", " queen"), "words": ("cat, dog", "cat, dog"), "dims": ("3", 3),
-    "method": ("gxi", "gradient_x_input"), "steps": ("16", 16),
+    "method": ("gxi", "gradient_x_input"), "steps": ("16", 16), "prompt_b": ("The dog", "The dog"),
 }
 SLIDERS = {"layer", "head"}                 # updates with the loaded model's maximum, not plain values
 
@@ -57,6 +57,8 @@ def page(tmp_path_factory, request):
         demo = build_demo(ModelHolder(weights, device="cpu", hash_in_background=False))
     finally:
         mp.undo()
+    for t in list(built.values()):          # the views a tab builds inside its own tabs (Experiments' own)
+        built.update({k: v for k, v in getattr(t, "children", {}).items() if k not in built})
     on_load = next(f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == "ui_on_load")
     return on_load, {tab: t.link_controls() for tab, t in built.items()}, built
 
@@ -77,8 +79,10 @@ def test_every_parameter_of_every_tab_sets_its_control(page, tab, name):
     out = load(page, tab=tab, **{name: raw})
     assert value_of(out[controls[tab][name]]) == expected
     selected = [v["selected"] for k, v in out.items() if isinstance(v, dict) and v.get("selected") is not None]
-    parent = next((m.PARENT for m in ui_app.CHILD_MODULES if m.TAB_ID == tab), None)
-    assert selected == ([parent, tab] if parent else [tab])      # a tab inside another: both are opened
+    path = [tab]
+    while path[0] in ui_app.PARENT_OF:
+        path.insert(0, ui_app.PARENT_OF[path[0]])
+    assert selected == path                      # a view inside a group (or a tab of tabs): both are opened
 
 
 def test_every_tab_and_parameter_has_a_sample():
