@@ -21,7 +21,7 @@ from ..paths import WEIGHTS_DIR
 from . import api, deckbar, deeplink, nav
 from . import validate as v
 from .common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, guarded, lang_keyed
-from .deck_js import PUBLISH_JS
+from .deck_js import PUBLISH_JS, READY_JS
 from .glossary import glossary_markdown
 from .i18n import LANG_CHOICES, SWITCH_JS, current_lang, has_own_headers, lang_of, localize, table_headers, tr
 from .linking import LinkApplier, badge_text
@@ -193,7 +193,8 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
         # without one). Presentation mode redraws the open view's figures with larger fonts.
         draw_fn, draw_inputs, draw_outputs = draw
         loaded.then(None, [bar.sync], None, js=PUBLISH_JS, **PRIVATE)
-        loaded.then(draw_fn, draw_inputs, draw_outputs, **MODEL_QUEUE, **PRIVATE)
+        loaded.then(draw_fn, draw_inputs, draw_outputs, **MODEL_QUEUE, **PRIVATE).then(
+            None, [bar.sync], None, js=READY_JS, **PRIVATE)
         ctx.present.input(draw_fn, draw_inputs, draw_outputs, **MODEL_QUEUE, **PRIVATE)
         ctx.present.change(None, [ctx.present], None, js=TOGGLE_PRESENTATION_JS, **PRIVATE)
         # The switch changes the page's texts at once (Gradio's locale, and ?lang= for the server's texts),

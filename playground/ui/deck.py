@@ -104,8 +104,8 @@ def slide_from_link(link: deeplink.Link, title: str = "", notes: str = "") -> Sl
 
 def slide_from_query(query: str, title: str = "", notes: str = "") -> Slide:
     """The slide of a link (``?tab=attention&layer=3`` or a whole address); lenient, as a URL is."""
-    return slide_from_link(deeplink.parse(dict(parse_qsl(urlsplit(query).query or query.lstrip("?")))),
-                           title, notes)
+    params = parse_qsl(urlsplit(query).query or query.lstrip("?"), keep_blank_values=True)
+    return slide_from_link(deeplink.parse(dict(params)), title, notes)
 
 
 # ----------------------------------------------------------------------------------------- reading
@@ -118,9 +118,9 @@ def _kind(value: Any) -> str:
 def _text(obj: dict, key: str, where: str, limit: int, default: str = "") -> str:
     value = obj.get(key, default)
     if not isinstance(value, str):
-        raise DeckError(f"{where}: \"{key}\" must be text, not {_kind(value)}.")
+        raise DeckError(f"{where}: `{key}` must be text, not {_kind(value)}.")
     if len(value) > limit:
-        raise DeckError(f"{where}: \"{key}\" is {len(value):,} characters long; at most {limit:,}.")
+        raise DeckError(f"{where}: `{key}` is {len(value):,} characters long; at most {limit:,}.")
     return value
 
 
@@ -128,27 +128,27 @@ def _requires(value: Any, where: str) -> Requires | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise DeckError(f"{where}: \"requires\" must be an object like {{\"n_layers\": 12}}, not {_kind(value)}.")
+        raise DeckError(f"{where}: \"requires\" must be an object (of n_layers, n_heads, emb_dim), not {_kind(value)}.")
     sizes = {}
     for key in SIZES:
         n = value.get(key, 0)
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise DeckError(f"{where}: \"requires\" → \"{key}\" must be a whole number, not {n!r}.")
+            raise DeckError(f"{where}: `requires.{key}` must be a whole number, not {json.dumps(n)[:40]}.")
         sizes[key] = n
-    why = _text(value, "why", f"{where}: \"requires\"", MAX_NOTES)
+    why = _text(value, "why", where, MAX_NOTES)
     return Requires(**sizes, why=why, extra={k: v for k, v in value.items() if k not in (*SIZES, "why")})
 
 
 def _view(raw: Any, where: str) -> tuple[str, dict]:
     """``(tab, values)`` of a slide's ``view``: every name a control of that tab, every value one it takes."""
     if not isinstance(raw, dict):
-        raise DeckError(f"{where}: \"view\" must be an object like {{\"tab\": \"attention\", \"layer\": 3}}, "
-                        f"not {_kind(raw)}.")
+        raise DeckError(f"{where}: \"view\" must be an object (a \"tab\" and that tab's controls), not {_kind(raw)}.")
     if "tab" not in raw:
         raise DeckError(f"{where}: its view names no \"tab\" (one of: {', '.join(deeplink.TABS)}).")
     tab = deeplink.clean_tab(raw["tab"])
     if tab is None:
-        raise DeckError(f"{where}: the tab {raw['tab']!r} does not exist. The tabs are: {', '.join(deeplink.TABS)}.")
+        raise DeckError(f"{where}: the tab {json.dumps(raw['tab'], ensure_ascii=False)[:60]} does not exist. The tabs are: "
+                        f"{', '.join(deeplink.TABS)}.")
     accepts = deeplink.TAB_ACCEPTS[tab]
     values = {}
     for key, value in raw.items():
@@ -156,11 +156,11 @@ def _view(raw: Any, where: str) -> tuple[str, dict]:
             continue
         if key not in accepts:
             has = f"its controls are: {', '.join(accepts)}" if accepts else "it has no controls a link sets"
-            raise DeckError(f"{where}: the {nav.label(tab)} view has no control {key!r} ({has}).")
+            raise DeckError(f"{where}: the {nav.label(tab)} view has no control `{key[:60]}` ({has}).")
         clean = deeplink.FIELDS[key](value)
         if clean is None:
-            raise DeckError(f"{where}: {key} = {json.dumps(value, ensure_ascii=False)[:80]} is not a value the "
-                            f"{nav.label(tab)} view's {key} takes.")
+            raise DeckError(f"{where}: `{key}` = {json.dumps(value, ensure_ascii=False)[:80]} is not a value the "
+                            f"{nav.label(tab)} view's `{key}` takes.")
         values[key] = clean
     return tab, values
 
@@ -176,7 +176,7 @@ def slide_from_dict(raw: Any, where: str) -> Slide:
     if not isinstance(raw, dict):
         raise DeckError(f"{where} must be an object with a \"view\", not {_kind(raw)}.")
     title = _text(raw, "title", where, MAX_TITLE)
-    named = f"{where} ({title!r})" if title else where
+    named = f"{where} (“{title}”)" if title else where
     if "view" in raw and "link" in raw:
         raise DeckError(f"{named}: give its view as \"view\" or as \"link\", not both.")
     view = _link_view(raw["link"], named) if "link" in raw else raw.get("view", {"tab": "generate"})
@@ -191,13 +191,14 @@ def deck_from_dict(data: Any) -> Deck:
     if not isinstance(data, dict):
         raise DeckError(f"A deck is a JSON object with a list of \"slides\"; this file holds {_kind(data)}.")
     if data.get("format", FORMAT) != FORMAT:
-        raise DeckError(f"This JSON is not a deck: its \"format\" is {data['format']!r}; a deck's is {FORMAT!r}.")
+        raise DeckError(f"This JSON is not a deck: its \"format\" is {json.dumps(data['format'])[:60]}; a deck's is "
+                        f"\"{FORMAT}\".")
     if "format" not in data and "slides" not in data:
         raise DeckError(f"This JSON is not a deck: it has no \"slides\" (a deck has \"format\": \"{FORMAT}\" and "
                         "a list of slides).")
     version = data.get("version", VERSION)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise DeckError(f"The deck's \"version\" must be a whole number from 1, not {version!r}.")
+        raise DeckError(f"The deck's \"version\" must be a whole number from 1, not {json.dumps(version)[:40]}.")
     if version > VERSION:
         raise DeckError(f"This deck is version {version}; this app reads decks up to version {VERSION} "
                         "(a newer app wrote it).")
@@ -208,7 +209,7 @@ def deck_from_dict(data: Any) -> Deck:
         raise DeckError(f"The deck has {len(slides):,} slides; at most {MAX_SLIDES}.")
     lang = data.get("lang", "en")
     if clean_lang(lang) is None:
-        raise DeckError(f"The deck's \"lang\" must be \"en\" or \"zh\", not {lang!r}.")
+        raise DeckError(f"The deck's \"lang\" must be \"en\" or \"zh\", not {json.dumps(lang)[:40]}.")
     known = ("format", "version", "title", "lang", "requires", "slides")
     return Deck(title=_text(data, "title", "The deck", MAX_TITLE, "Untitled talk"),
                 slides=tuple(slide_from_dict(s, f"Slide {i + 1}") for i, s in enumerate(slides)),
@@ -285,16 +286,13 @@ def moved(d: Deck, i: int, delta: int) -> tuple[Deck, int]:
 
 
 def unmet(needs: Requires | None, cfg: Any) -> str:
-    """A sentence when the model ``cfg`` is smaller than ``needs`` (empty when it is big enough)."""
-    if needs is None or cfg is None:
+    """A sentence when the model ``cfg`` is smaller than ``needs`` (empty when it is big enough); the deck's
+    own ``why`` goes after it (``deckbar``), in the deck's language."""
+    if needs is None or cfg is None or all(getattr(cfg, k) >= getattr(needs, k) for k in SIZES):
         return ""
-    short = [k for k in SIZES if getattr(cfg, k) < getattr(needs, k)]
-    if not short:
-        return ""
-    want = f"{needs.n_layers} layers × {needs.n_heads} heads, width {needs.emb_dim}"
-    have = f"{cfg.n_layers} layers × {cfg.n_heads} heads, width {cfg.emb_dim}"
-    return (f"This slide needs a model of at least {want}; the loaded model has {have}. "
-            + (needs.why + " " if needs.why else "") + "Load gpt2 in the Model tab to show it as meant.")
+    return (f"This slide needs a model of at least {needs.n_layers} layers × {needs.n_heads} heads, width "
+            f"{needs.emb_dim}; the loaded model has {cfg.n_layers} layers × {cfg.n_heads} heads, width "
+            f"{cfg.emb_dim}. Load gpt2 in the Model tab to show it as meant.")
 
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")     # raw HTML in notes stays text
@@ -320,6 +318,6 @@ def load_shipped(name: str, lang: str = "en") -> Deck:
     """A shipped deck in ``lang`` (else in English); a :class:`DeckError` for a name that is not one."""
     found = shipped().get(str(name).strip().lower())
     if not found:
-        raise DeckError(f"There is no deck named {str(name)[:60]!r}; the decks are: {', '.join(shipped())}.")
+        raise DeckError(f"There is no deck named “{str(name)[:60]}”; the decks are: {', '.join(shipped())}.")
     path = found.get(clean_lang(lang) or "en") or found.get("en") or next(iter(found.values()))
     return replace(parse_deck(path.read_bytes()), name=str(name).strip().lower())

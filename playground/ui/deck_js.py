@@ -113,6 +113,11 @@ DECK_JS = """
 # After every move: the page's own state (body class, URL) and the speaker window.
 PUBLISH_JS = "(s) => { if (window.__deckPublish) window.__deckPublish(s); return []; }"
 
+# After the slide's view is drawn: the page says which slide it shows, drawn (data-slide-ready, for scripts
+# that walk a deck and measure it).
+READY_JS = """(s) => { let p = {}; try { p = JSON.parse(s || "{}"); } catch (e) {}
+  document.body.dataset.slideReady = p.active && p.index >= 0 ? String(p.index + 1) : ""; return []; }"""
+
 # The bar's "Speaker view": the same app with ?notes=1 in a second window (it finds this one on the channel).
 SPEAKER_JS = """(s) => {
   let p = {}; try { p = JSON.parse(s || "{}"); } catch (e) {}
@@ -140,8 +145,8 @@ SPEAKER_HTML = """<div id="sv">
 </div>"""
 
 DECK_CSS = """
-#speaker-view { display: none; }
-body.speaker #speaker-view { display: block; }
+/* (body:... rules: Gradio also adds each rule prefixed with its container, which a body rule cannot match) */
+body:not(.speaker) #speaker-view { display: none; }
 body.speaker #header, body.speaker #tabs, body.speaker #deck-bar, body.speaker #deck-warning,
 body.speaker #glossary, body.speaker footer, body.speaker #link-box { display: none !important; }
 #sv { font-size: 24px; line-height: 1.45; color: #000; max-width: 1600px; margin: 0 auto; padding: 8px 16px; }

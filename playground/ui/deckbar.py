@@ -18,7 +18,7 @@ import gradio as gr
 from . import deck as dk
 from . import deeplink
 from .common import LIGHT, MODEL_QUEUE, PRIVATE, AppContext, guarded
-from .deck_js import PUBLISH_JS, SPEAKER_HTML, SPEAKER_JS
+from .deck_js import PUBLISH_JS, READY_JS, SPEAKER_HTML, SPEAKER_JS
 from .i18n import current_lang, tr
 from .linking import LinkApplier
 
@@ -81,9 +81,9 @@ def payload(deck: dk.Deck | None, i: int, cfg: Any, lang: str) -> str:
 
 
 def _unmet(deck: dk.Deck, i: int, cfg: Any, lang: str) -> str:
-    text = dk.unmet(deck.needs(i), cfg)
-    return tr(text.removesuffix(deck.needs(i).why + " " if deck.needs(i).why else ""), lang) + (
-        f" {deck.needs(i).why}" if text and deck.needs(i).why else "") if text else ""
+    needs = deck.needs(i)
+    text = dk.unmet(needs, cfg)
+    return f"{tr(text, lang)} {needs.why}".strip() if text else ""
 
 
 def bar_updates(bar: DeckBar, deck: dk.Deck | None, i: int, cfg: Any, lang: str, message: str = "") -> dict:
@@ -169,7 +169,8 @@ class DeckFlow:
         ev = trigger(guarded(fn), inputs, self.outputs() + (extra_outputs or []), **LIGHT, **PRIVATE)
         published = ev.then(None, [b.sync], None, js=PUBLISH_JS, **PRIVATE)
         draw_fn, draw_in, draw_out = self.draw
-        published.then(draw_fn, draw_in, draw_out, **MODEL_QUEUE, **PRIVATE)
+        drawn = published.then(draw_fn, draw_in, draw_out, **MODEL_QUEUE, **PRIVATE)
+        drawn.then(None, [b.sync], None, js=READY_JS, **PRIVATE)
         return ev
 
     def wire(self) -> None:

@@ -85,6 +85,13 @@ def _prompt(value: Any) -> str | None:
     return value[:MAX_PROMPT_CHARS]
 
 
+def _text(value: Any) -> str | None:
+    """A text a view may leave empty (no MLPs to ablate, no distractor): empty is a value, not a missing one."""
+    if not isinstance(value, str):
+        return None
+    return value[:MAX_PROMPT_CHARS]
+
+
 def _names(names: tuple[str, ...]) -> Callable[[Any], list[str] | None]:
     """A comma-separated list of some of ``names`` (``lists=months,colours``); unknown names are dropped."""
     def parse(value: Any) -> list[str] | None:
@@ -118,11 +125,11 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "position": _int(-100_000, 100_000),
     "show": _int(1, 50), "stages": _flag,
     "step": _step,
-    "heads": _prompt, "mlps": _prompt, "target": _prompt, "distractor": _prompt, "clean": _prompt,
+    "heads": _text, "mlps": _text, "target": _text, "distractor": _text, "clean": _prompt,
     "corrupted": _prompt, "prompt_b": _prompt,
     "edges": _int(1, 500), "check_heads": _flag,
     "neuron": _int(0, 100_000), "embedding": _choice(("tokens", "positions", "residual")),
-    "lists": _names(("numbers", "months", "days", "colours", "countries")), "neighbours": _prompt, "words": _prompt,
+    "lists": _names(("numbers", "months", "days", "colours", "countries")), "neighbours": _text, "words": _text,
     "dims": _int(2, 3), "method": _choice(("integrated_gradients", "gradient_x_input"),
                                          {"ig": "integrated_gradients", "gxi": "gradient_x_input"}),
     "steps": _int(1, 256),

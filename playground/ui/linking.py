@@ -95,14 +95,15 @@ class LinkApplier:
         for tab_id, name, comp in self.link_fields:
             if tab_id == tab:                     # the linked value, else the value the page starts with
                 update[comp] = values[name] if name in values else comp.value
-            elif name == "prompt" and comp in self.following and name in values:
-                update[comp] = values[name]
-        self._fit_sliders(update, tab, values, snap, cfg)
+            elif name == "prompt" and comp in self.following and name in values and page_load:
+                update[comp] = values[name]       # (a deck's step leaves the views it does not show alone)
+        self._fit_sliders(update, tab, values, snap, cfg, page_load)
         return update
 
-    def _fit_sliders(self, update: dict, tab: str, values: dict, snap: Any, cfg: Any) -> None:
+    def _fit_sliders(self, update: dict, tab: str, values: dict, snap: Any, cfg: Any, every: bool) -> None:
         """The layer and head sliders fit the loaded model; a linked value beyond it is clamped. Attention opens
-        on a head that shows something (the clearest previous-token head)."""
+        on a head that shows something (the clearest previous-token head). ``every``: every view's sliders (a
+        page load), else only the linked view's."""
         b = self.built
         att, walk, neuron_layer = b[attention.TAB_ID], b[walkthrough.TAB_ID], b[neurons.TAB_ID].layer
         best = att_view.clearest_head(snap) if snap is not None else (0, 0)
@@ -112,10 +113,14 @@ class LinkApplier:
                 (walkthrough.TAB_ID, walk.layer, "layer", cfg.n_layers, 0),
                 (walkthrough.TAB_ID, walk.head, "head", cfg.n_heads, 0),
                 (neurons.TAB_ID, neuron_layer, "layer", cfg.n_layers, neuron_layer.value)):
+            if not every and tab != tab_id:
+                continue
             linked = values.get(name) if tab == tab_id else None
             update[comp] = gr.update(maximum=max(count - 1, 1),
                                      value=min(linked if linked is not None else default, count - 1))
         # The neuron presets are the bundled model's: on a smaller model the default neuron is its last.
         neuron_box = b[neurons.TAB_ID].neuron
+        if not every and tab != neurons.TAB_ID:
+            return
         linked_neuron = values.get("neuron") if tab == neurons.TAB_ID else None
         update[neuron_box] = min(linked_neuron if linked_neuron is not None else neuron_box.value, 4 * cfg.emb_dim - 1)

@@ -222,6 +222,6 @@ class Editor:
                 new = dk.parse_deck(f.read())
         except dk.DeckError as e:
             kept = f"The deck in use (“{deck.title}”) is kept." if deck else "No deck is open."
-            return self.updates(deck, index, sel, f"⚠️ **Could not open {name}.** {e} {kept}")
+            return self.updates(deck, index, sel, f"⚠️ **Could not open {name}.**\n\n{e}\n\n{kept}")
         return self.updates(new, -1, 1 if new.slides else 0,
                             f"Opened “{new.title}”: {len(new.slides)} slides. Press Start the talk (or →) to begin.")
