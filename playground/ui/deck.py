@@ -169,7 +169,8 @@ def _link_view(raw: Any, where: str) -> dict:
     if not isinstance(raw, str) or len(raw) > 20_000:
         raise DeckError(f"{where}: \"link\" must be a deep link (text like \"?tab=attention&layer=3\").")
     params = dict(parse_qsl(urlsplit(raw).query or raw.strip().lstrip("?"), keep_blank_values=True))
-    return {k: v for k, v in params.items() if k.lower() not in NOT_VIEW}
+    view = {k.lower(): v for k, v in params.items() if k.lower() not in NOT_VIEW}
+    return {"tab": "generate"} | view                   # a link without a tab opens Generate
 
 
 def slide_from_dict(raw: Any, where: str) -> Slide:
