@@ -99,7 +99,7 @@ def bar_updates(bar: DeckBar, deck: dk.Deck | None, i: int, cfg: Any, lang: str,
         head = (f"<b>{i + 1} / {n}</b> · {html.escape(deck.slides[i].shown_title())}")
     else:
         head = f"<b>{html.escape(deck.title)}</b> · " + html.escape(
-            tr("{} slides: press → to begin".format(n), lang) if n else tr("no slides yet", lang))
+            tr(f"Slides: {n} · press → to begin", lang) if n else tr("no slides yet", lang))
     warn = _unmet(deck, i, cfg, lang) if 0 <= i < n else ""
     text = " ".join(x for x in (tr(message, lang) if message else "", warn) if x)
     out[bar.title] = f"<div class='deck-head'>{head}</div>"
@@ -169,7 +169,16 @@ class DeckFlow:
         ev = trigger(guarded(fn), inputs, self.outputs() + (extra_outputs or []), **LIGHT, **PRIVATE)
         published = ev.then(None, [b.sync], None, js=PUBLISH_JS, **PRIVATE)
         draw_fn, draw_in, draw_out = self.draw
-        drawn = published.then(draw_fn, draw_in, draw_out, **MODEL_QUEUE, **PRIVATE)
+
+        def ui_slide_view(*values):
+            """The slide's view; one that cannot be drawn on the loaded model (a head it lacks) says why in a
+            notice, and the talk goes on (an error would stop the events that follow)."""
+            try:
+                return draw_fn(*values)
+            except gr.Error as e:
+                gr.Warning(e.message, title=getattr(e, "title", None) or "Check your input")
+                return {draw_out[0]: gr.skip()}
+        drawn = published.then(ui_slide_view, draw_in, draw_out, **MODEL_QUEUE, **PRIVATE)
         drawn.then(None, [b.sync], None, js=READY_JS, **PRIVATE)
         return ev
 
