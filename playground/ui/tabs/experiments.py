@@ -172,7 +172,7 @@ def _greedy_line(a) -> str:
         return a.note
     return (f"**Greedy continuation, intact:** {a.greedy_before['text']!r}\n\n"
             f"**With {', '.join(a.head_names + [f'MLP {m}' for m in a.mlps]) or 'nothing'} ablated:** "
-            f"{a.greedy_after['text']!r}\n\nKL(before ‖ after) = {a.kl_bits:.3f} bits. {a.note}")
+            f"{a.greedy_after['text']!r}\n\nKL(before ‖ after) = {a.kl_bits:.3f} bits. {a.note}").rstrip()
 
 
 def toggle_head(heads: str, layer: int, head: int) -> str:
@@ -208,7 +208,7 @@ def views(t: ExperimentsTab, ctx: AppContext) -> dict[str, tuple]:
     def ui_attribute(prompt, target, distractor, present_on):
         a = ex.attribution_view(ctx.need_model(), prompt, target, distractor)
         note = (f"{a.metric} = **{a.actual:.3f}** (the model's own value); the parts add up to {a.total:.3f}. "
-                + a.note)
+                + a.note).rstrip()
         return {t.t_fig: style_figure(figs.attribution_figure(a), present_on), t.t_note: note,
                 t.json: out("attribution", a)}
 
@@ -216,7 +216,7 @@ def views(t: ExperimentsTab, ctx: AppContext) -> dict[str, tuple]:
     def ui_patch(clean, corrupted, target, distractor, present_on):
         p = ex.patching_view(ctx.need_model(), clean, corrupted, target, distractor)
         note = (f"Logit difference clean **{p.ld_clean:.2f}**, corrupted **{p.ld_corrupted:.2f}**; "
-                f"{p.forwards} forward passes ({p.mode}) in {p.seconds:.1f} s. {p.note}")
+                f"{p.forwards} forward passes ({p.mode}) in {p.seconds:.1f} s. {p.note}").rstrip()
         return {t.p_fig: style_figure(figs.patching_figure(p), present_on), t.p_note: note,
                 t.json: out("patching", p)}
 
@@ -224,7 +224,7 @@ def views(t: ExperimentsTab, ctx: AppContext) -> dict[str, tuple]:
     def ui_compare(a, b, present_on):
         c = ex.comparison_view(ctx.need_model(), a, b)
         moved = ", ".join(f"{m['token']!r} {m['delta']:+.1%}" for m in c.moved[:5])
-        note = f"KL(A ‖ B) = {c.kl_bits:.3f} bits. Moved most: {moved}. {c.note}"
+        note = f"KL(A ‖ B) = {c.kl_bits:.3f} bits. Moved most: {moved}. {c.note}".rstrip()
         return {t.c_fig: style_figure(figs.comparison_figure(c), present_on), t.c_note: note,
                 t.json: out("comparison", c)}
 
