@@ -66,7 +66,7 @@ def _header(ctx: AppContext) -> tuple[gr.Button, gr.Button, gr.Textbox, gr.Textb
                                   scale=0, min_width=190)
         ctx.lang = gr.Radio(LANG_CHOICES, value="en", show_label=False, elem_id="lang-switch", container=False,
                             scale=0, min_width=170)
-        add_view = gr.Button("Add this view to the deck", size="sm", elem_id="add-to-deck", scale=0, min_width=120)
+        add_view = gr.Button("Add to deck", size="sm", elem_id="add-to-deck", scale=0, min_width=100)
         copy_link = gr.Button("Copy link to this view", size="sm", elem_id="copy-link", scale=0, min_width=120)
     link_box = gr.Textbox(label="Link to this view", visible=False, buttons=["copy"], elem_id="link-box",
                           interactive=False)

@@ -66,7 +66,7 @@ body.presentation .gradio-container {{ max-width: none !important; padding-top: 
 #copy-link {{ white-space: nowrap; }}
 body.presentation #model-badge .badge-more {{ display: none; }}
 body.presentation #present, body.presentation #present *, body.presentation #lang-switch,
-body.presentation #lang-switch *, body.presentation #copy-link {{ font-size: 16px; }}
+body.presentation #lang-switch *, body.presentation #copy-link, body.presentation #add-to-deck {{ font-size: 16px; }}
 body.presentation #model-badge {{ font-size: 18px; }}
 body.presentation #tabs [role="tab"] {{ font-size: 18px; padding: 4px 9px; }}
 /* The stage layout (common.stage_bar): one thin bar of controls over the figure. */

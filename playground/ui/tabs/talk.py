@@ -1,5 +1,6 @@
 """Talk: make the deck — open a shipped one, upload or download its JSON, reorder, delete, give each slide a
-title and speaker notes, and start the talk. Slides come from the header's "Add this view to the deck"."""
+title and speaker notes, and start the talk. Slides come from the header's "Add to deck" (this view, as a
+deep link would carry it)."""
 from __future__ import annotations
 
 import os
@@ -133,7 +134,7 @@ class Editor:
 
         def ui_deck_new():
             return self.updates(dk.Deck(title=tr(NEW_TITLE, current_lang()), lang=current_lang()), -1, 0,
-                                "A new empty deck: open any view and press “Add this view to the deck”.")
+                                "A new empty deck: open any view and press “Add to deck”.")
 
         def ui_deck_upload(path, deck, index, sel):
             return self._upload(path, deck, index, sel)
