@@ -172,7 +172,7 @@ body.speaker #glossary, body.speaker footer, body.speaker #link-box { display: n
 #deck-bar button { flex: 0 0 auto !important; width: auto !important; white-space: nowrap; padding: 2px 10px; }
 #deck-title { flex: 1 1 auto !important; overflow: hidden; min-width: 0; }
 #deck-title .deck-head { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; font-size: var(--text-lg); }
-#deck-warning p.deck-msg { margin: 0; color: #8a4b00; }
+#deck-warning p.deck-msg { margin: 0; color: #8a4b00; font-size: 16px; line-height: 1.3; }
 #add-to-deck, #copy-link { flex: 0 0 auto !important; width: auto !important; white-space: nowrap; }
 body.deck #title, body.deck #model-badge { display: none; }
 body.presentation.deck #add-to-deck, body.presentation.deck #copy-link { display: none; }

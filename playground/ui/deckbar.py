@@ -80,10 +80,12 @@ def payload(deck: dk.Deck | None, i: int, cfg: Any, lang: str) -> str:
     return json.dumps(out, ensure_ascii=False)
 
 
-def _unmet(deck: dk.Deck, i: int, cfg: Any, lang: str) -> str:
+def _unmet(deck: dk.Deck, i: int, cfg: Any, lang: str, why: bool = True) -> str:
+    """What slide ``i`` needs and the loaded model lacks (empty if nothing); ``why``: with the deck's reason
+    (the speaker window has room for it, the projector's one line has not)."""
     needs = deck.needs(i)
-    text = dk.unmet(needs, cfg)
-    return f"{tr(text, lang)} {needs.why}".strip() if text else ""
+    text = tr(dk.unmet(needs, cfg), lang)
+    return f"{text} {needs.why}".strip() if text and why else text
 
 
 def bar_updates(bar: DeckBar, deck: dk.Deck | None, i: int, cfg: Any, lang: str, message: str = "") -> dict:
@@ -100,7 +102,7 @@ def bar_updates(bar: DeckBar, deck: dk.Deck | None, i: int, cfg: Any, lang: str,
     else:
         head = f"<b>{html.escape(deck.title)}</b> · " + html.escape(
             tr(f"Slides: {n} · press → to begin", lang) if n else tr("no slides yet", lang))
-    warn = _unmet(deck, i, cfg, lang) if 0 <= i < n else ""
+    warn = _unmet(deck, i, cfg, lang, why=False) if 0 <= i < n else ""
     text = " ".join(x for x in (tr(message, lang) if message else "", warn) if x)
     out[bar.title] = f"<div class='deck-head'>{head}</div>"
     out[bar.warning] = _warning(text)
