@@ -3,7 +3,7 @@
 With a dozen views and more, one tab per view no longer fits one row on a projector, and a newcomer reads
 a long row slowly. The top bar holds the groups (Generate · Look inside · Experiments · Learned · Train ·
 Model · Talk); a group of one view is that view's own tab. Deep links still name the view
-(``?tab=attention``): :func:`path` says which group tab and which inner tab to open.
+(``?tab=attention``); the page opens its group around it (``app.PARENT_OF``, ``LinkApplier.path``).
 
 Pure data, no Gradio: the page (``app.py``) builds the tabs from it, the deck editor and the tests read it.
 """

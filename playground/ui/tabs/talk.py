@@ -174,6 +174,8 @@ class Editor:
 
         def ui_add_view(deck, index, tab, *values):
             tab_id = deeplink.clean_tab(tab) or "generate"
+            if tab_id == TAB_ID:
+                return self.updates(deck, index, 0, "Open the view you want on a slide, then press “Add to deck”.")
             named = {name: v for (t_id, name, _), v in zip(link_fields, values) if t_id == tab_id}
             slide = dk.slide_from_query(deeplink.build(tab_id, named), title=tr(nav.label(tab_id), current_lang()))
             deck = deck or dk.Deck(title=tr(NEW_TITLE, current_lang()), lang=current_lang())
