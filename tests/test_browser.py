@@ -431,11 +431,12 @@ def test_every_tab_reads_in_chinese(browser, app_url, tab):
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     try:
-        page.goto(f"{app_url}/?tab={tab}&lang=zh&prompt=The+cat+sat+on+the+mat.+The+cat+sat")
+        heads = "&heads=L1H1" if tab == "ablate" else ""          # a head the tiny model has
+        page.goto(f"{app_url}/?tab={tab}&lang=zh&prompt=The+cat+sat+on+the+mat.+The+cat+sat{heads}")
         expect_text(page, "#tabs", "模型")
         expect_text(page, "#tabs", "看看内部")          # the group of the views inside the model
-        figure = {t: f for t, f, _ in STAGES if t != "generate"} | {"experiments": "#surprisal-fig",
-                                                                    "saliency": "#saliency-fig", "ablate": "#ablate-fig"}
+        figure = {t: f for t, f, _ in STAGES if t != "generate"} | {
+            "experiments": "#surprisal-fig", "saliency": "#saliency-fig", "ablate": "#ablate-fig"}
         if tab in figure:                     # this tab's own figure (a hidden tab's plot may be drawn first)
             page.locator(f"{figure[tab]} .js-plotly-plot .main-svg").first.wait_for()
         page.wait_for_timeout(1500)
