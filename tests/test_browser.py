@@ -83,7 +83,14 @@ def shot(page, name: str) -> None:
 
 
 def open_tab(page, label: str) -> None:
-    page.get_by_role("tab", name=label).click()
+    """Open a view by its tab's name; a view inside a group (Look inside › Attention) opens its group first."""
+    from playground.ui import nav
+    tab = page.get_by_role("tab", name=label, exact=True)
+    if not tab.is_visible():
+        view = next(v for v, name in nav.TAB_LABELS.items() if name == label)
+        group = next(g for g in nav.GROUPS if view in g.views)
+        page.get_by_role("tab", name=group.label, exact=True).click()
+    tab.click()
 
 
 def test_journey_through_every_tab(page, app_url, tmp_path, monkeypatch):
@@ -415,7 +422,8 @@ def english_left(texts: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("tab", ["generate", "attention", "shapes", "walkthrough", "parameters", "logit-lens",
-                                 "next-token", "experiments", "circuit", "saliency", "neurons", "embeddings", "model"])
+                                 "next-token", "experiments", "ablate", "circuit", "saliency", "neurons", "embeddings",
+                                 "model", "talk"])
 def test_every_tab_reads_in_chinese(browser, app_url, tab):
     """?lang=zh: every tab name, label, button, note and figure title is 中文 (the user's and the model's
     text aside); the switch in the header brings English back at once."""
@@ -423,11 +431,12 @@ def test_every_tab_reads_in_chinese(browser, app_url, tab):
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     try:
-        page.goto(f"{app_url}/?tab={tab}&lang=zh&prompt=The+cat+sat+on+the+mat.+The+cat+sat")
+        heads = "&heads=L1H1" if tab == "ablate" else ""          # a head the tiny model has
+        page.goto(f"{app_url}/?tab={tab}&lang=zh&prompt=The+cat+sat+on+the+mat.+The+cat+sat{heads}")
         expect_text(page, "#tabs", "模型")
-        expect_text(page, "#tabs", "逐步讲解")
-        figure = {t: f for t, f, _ in STAGES if t != "generate"} | {"experiments": "#surprisal-fig",
-                                                                    "saliency": "#saliency-fig"}
+        expect_text(page, "#tabs", "看看内部")          # the group of the views inside the model
+        figure = {t: f for t, f, _ in STAGES if t != "generate"} | {
+            "experiments": "#surprisal-fig", "saliency": "#saliency-fig", "ablate": "#ablate-fig"}
         if tab in figure:                     # this tab's own figure (a hidden tab's plot may be drawn first)
             page.locator(f"{figure[tab]} .js-plotly-plot .main-svg").first.wait_for()
         page.wait_for_timeout(1500)
@@ -439,7 +448,7 @@ def test_every_tab_reads_in_chinese(browser, app_url, tab):
             page.wait_for_function("() => document.querySelector('#link-box textarea, #link-box input')"
                                    "?.value.includes('lang=zh')")
             page.locator("#lang-switch").get_by_text("English").click()
-            expect_text(page, "#tabs", "Step by step")
+            expect_text(page, "#tabs", "Look inside")
             expect_text(page, "#att-fig", "where each token looks")
             assert "lang=en" in page.url
     finally:

@@ -3,6 +3,7 @@ no server and no browser. Every parameter of every tab: its value set, out-of-ra
 clamped to the loaded model, bad or unknown parameters ignored."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -32,7 +33,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "corrupted": ("The dog", "The dog"), "edges": ("12", 12), "check_heads": ("1", True),
     "neuron": ("7", 7), "embedding": ("positions", "positions"), "lists": ("months,days", ["months", "days"]),
     "neighbours": (" queen", " queen"), "words": ("cat, dog", "cat, dog"), "dims": ("3", 3),
-    "method": ("gxi", "gradient_x_input"), "steps": ("16", 16),
+    "method": ("gxi", "gradient_x_input"), "steps": ("16", 16), "prompt_b": ("The dog", "The dog"),
 }
 SLIDERS = {"layer", "head"}                 # updates with the loaded model's maximum, not plain values
 
@@ -57,12 +58,14 @@ def page(tmp_path_factory, request):
         demo = build_demo(ModelHolder(weights, device="cpu", hash_in_background=False))
     finally:
         mp.undo()
+    for t in list(built.values()):          # the views a tab builds inside its own tabs (Experiments' own)
+        built.update({k: v for k, v in getattr(t, "children", {}).items() if k not in built})
     on_load = next(f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == "ui_on_load")
-    return on_load, {tab: t.link_controls() for tab, t in built.items()}, built
+    return on_load, {tab: t.link_controls() for tab, t in built.items()}, built, demo
 
 
 def load(page, **query: str) -> dict:
-    on_load, _, _ = page
+    on_load = page[0]
     return on_load(FakeRequest(query))
 
 
@@ -72,13 +75,15 @@ def value_of(update: Any) -> Any:
 
 @pytest.mark.parametrize("tab, name", [(tab, name) for tab, names in deeplink.TAB_FIELDS.items() for name in names])
 def test_every_parameter_of_every_tab_sets_its_control(page, tab, name):
-    _, controls, _ = page
+    _, controls, _ = page[:3]
     raw, expected = SAMPLES[name]
     out = load(page, tab=tab, **{name: raw})
     assert value_of(out[controls[tab][name]]) == expected
     selected = [v["selected"] for k, v in out.items() if isinstance(v, dict) and v.get("selected") is not None]
-    parent = next((m.PARENT for m in ui_app.CHILD_MODULES if m.TAB_ID == tab), None)
-    assert selected == ([parent, tab] if parent else [tab])      # a tab inside another: both are opened
+    path = [tab]
+    while path[0] in ui_app.PARENT_OF:
+        path.insert(0, ui_app.PARENT_OF[path[0]])
+    assert selected == path                      # a view inside a group (or a tab of tabs): both are opened
 
 
 def test_every_tab_and_parameter_has_a_sample():
@@ -88,7 +93,7 @@ def test_every_tab_and_parameter_has_a_sample():
 
 @pytest.mark.parametrize("tab", ["attention", "walkthrough"])
 def test_layer_and_head_beyond_the_model_are_clamped(page, tab):
-    _, controls, _ = page
+    _, controls, _ = page[:3]
     out = load(page, tab=tab, layer="99", head="1000")
     layer, head = out[controls[tab]["layer"]], out[controls[tab]["head"]]
     assert (layer["value"], layer["maximum"]) == (TINY.n_layers - 1, TINY.n_layers - 1)
@@ -102,7 +107,7 @@ def test_layer_and_head_beyond_the_model_are_clamped(page, tab):
     ("next-token", "show", "51"), ("parameters", "n_heads", "65"), ("logit-lens", "position", "x"),
 ])
 def test_a_value_out_of_its_range_is_ignored(page, tab, name, raw):
-    _, controls, _ = page
+    _, controls, _ = page[:3]
     out = load(page, tab=tab, **{name: raw})
     comp = controls[tab][name]
     assert value_of(out.get(comp)) == value_of(load(page, tab=tab).get(comp))      # as with no value linked
@@ -127,7 +132,7 @@ def test_unknown_parameters_and_tabs_are_ignored(page):
 
 
 def test_a_linked_prompt_reaches_the_tabs_that_follow_the_generate_prompt(page):
-    _, controls, built = page
+    _, controls, built = page[:3]
     out = load(page, tab="attention", prompt="Shared words")
     assert out[controls["attention"]["prompt"]] == "Shared words"
     assert out[controls["generate"]["prompt"]] == "Shared words"       # the prompt all tabs follow
@@ -135,7 +140,7 @@ def test_a_linked_prompt_reaches_the_tabs_that_follow_the_generate_prompt(page):
 
 
 def test_present_and_lang_come_from_the_link(page):
-    on_load, _, _ = page
+    on_load = page[0]
     out = on_load(FakeRequest({"present": "1", "lang": "zh"}))
     assert True in out.values() and "zh" in out.values()
     out = on_load(FakeRequest({}, {"accept-language": "zh-CN,zh;q=0.9"}))
@@ -145,7 +150,7 @@ def test_present_and_lang_come_from_the_link(page):
 @pytest.mark.parametrize("tab", ["generate", "parameters"])
 def test_parameters_open_on_the_loaded_models_own_config(page, tab):
     """Not on a preset the page was built with: the loaded tiny model's numbers (a link's config still wins)."""
-    _, controls, _ = page
+    _, controls, _ = page[:3]
     out = load(page, tab=tab)
     for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
         assert value_of(out[controls["parameters"][name]]) == getattr(TINY, name)
@@ -156,7 +161,7 @@ def test_parameters_open_on_the_loaded_models_own_config(page, tab):
 def test_attention_opens_on_the_clearest_previous_token_head(page):
     """Without a linked head: the loaded model's head with the highest previous-token score (random tokens)."""
     from playground.inspection.head_scores import head_scores
-    _, controls, built = page
+    _, controls, built = page[:3]
     out = load(page, tab="attention")
     scores = head_scores(make_model()).previous_token                          # (L, H): the page's tiny model
     layer, head = divmod(int(scores.flatten().argmax()), scores.shape[1])
@@ -176,3 +181,88 @@ def test_the_clearest_head_is_the_highest_previous_token_score():
     expected = divmod(int(scores.flatten().argmax()), scores.shape[1])
     assert expected != (0, 0)
     assert clearest_head(SimpleNamespace(uid="seed-1-model", model=model)) == expected
+
+
+# ------------------------------------------------------------------------------------------ groups and decks
+
+# Every ?tab= value a link could carry before the views were grouped (and the aliases then): each still opens it.
+OLD_TABS = {"generate": "generate", "attention": "attention", "shapes": "shapes", "walkthrough": "walkthrough",
+            "parameters": "parameters", "logit-lens": "logit-lens", "next-token": "next-token",
+            "experiments": "experiments", "circuit": "circuit", "saliency": "saliency", "learned": "learned",
+            "neurons": "neurons", "embeddings": "embeddings", "model": "model", "shape": "shapes", "trace": "shapes",
+            "params": "parameters", "lens": "logit-lens", "logit_lens": "logit-lens", "next": "next-token",
+            "gen": "generate", "step": "walkthrough", "tour": "walkthrough", "circuits": "circuit",
+            "neuron": "neurons", "embedding": "embeddings", "pca": "embeddings"}
+
+
+def page_fn(page, name: str):
+    """A page event's function, by name, from the demo the fixture built (through its load handler's app)."""
+    return next(f.fn for f in page[3].fns.values() if f.fn is not None and f.fn.__name__ == name)
+
+
+@pytest.mark.parametrize("old, tab", sorted(OLD_TABS.items()))
+def test_every_older_tab_name_opens_its_view(page, old, tab):
+    out = load(page, tab=old)
+    selected = [v["selected"] for v in out.values() if isinstance(v, dict) and v.get("selected") is not None]
+    assert selected[-1] == tab and (len(selected) == 1) == (tab not in ui_app.PARENT_OF)
+    assert tab in out.values()                                       # the page knows which view is open
+
+
+@pytest.mark.parametrize("tab", deeplink.TABS)
+def test_a_slide_opens_what_its_link_opens(page, tab):
+    """Moving to a slide applies its link as a page load does: the same tabs, every control of the view set."""
+    from playground.ui import deck as dk
+    _, controls, _ = page[:3]
+    query = {"tab": tab, **{n: SAMPLES[n][0] for n in deeplink.TAB_FIELDS[tab]}}
+    by_link = load(page, **query)
+    deck = dk.Deck(slides=(dk.slide_from_link(deeplink.parse(query)),))
+    by_slide = page_fn(page, "ui_deck_next")(deck, -1, False)
+    for name, comp in controls[tab].items():
+        assert value_of(by_slide[comp]) == value_of(by_link[comp]), name
+    sel = lambda out: [v["selected"] for v in out.values() if isinstance(v, dict) and v.get("selected")]  # noqa: E731
+    assert sel(by_slide) == sel(by_link)
+
+
+def test_a_slide_sets_what_it_does_not_name_back_to_its_start(page):
+    """A change made on a slide stays until the slide is left: coming back shows the slide as written."""
+    from playground.ui import deck as dk
+    _, controls, _ = page[:3]
+    deck = dk.Deck(slides=(dk.Slide(tab="attention", values={"layer": 1}),
+                           dk.Slide(tab="attention", values={"head": 2, "tokens_shown": 16})))
+    step = page_fn(page, "ui_deck_next")
+    back = page_fn(page, "ui_deck_prev")
+    second = step(deck, 0, False)
+    assert value_of(second[controls["attention"]["tokens_shown"]]) == 16
+    first = back(deck, 1, False)
+    assert value_of(first[controls["attention"]["tokens_shown"]]) == controls["attention"]["tokens_shown"].value
+    assert value_of(first[controls["attention"]["layer"]]) == 1
+
+
+def test_a_deck_link_opens_its_slide_in_presentation_mode(page):
+    from playground.ui import deck as dk
+    _, controls, built = page[:3]
+    slide = dk.load_shipped("gpt2-inside").slides[3]           # attention, layer 3, head 2 (clamped on tiny)
+    out = load(page, deck="gpt2-inside", slide="4")
+    assert value_of(out[controls["attention"]["prompt"]]) == slide.values["prompt"]
+    assert value_of(out[controls["attention"]["view"]]) == "head"
+    present = next(b for b in page[3].blocks.values() if getattr(b, "elem_id", None) == "present")
+    assert "attention" in out.values() and out[present] is True               # its view open, presentation on
+    assert "4 / 12" in next(v for v in out.values() if isinstance(v, str) and "deck-head" in v)
+    out = load(page, deck="gpt2-inside", slide="99", present="0")           # past the end: the last slide
+    assert "12 / 12" in next(v for v in out.values() if isinstance(v, str) and "deck-head" in v)
+    assert out[present] is False
+
+
+def test_a_deck_link_to_no_deck_says_so_and_opens_the_page(page):
+    out = load(page, deck="no-such-deck")
+    warning = next(v["value"] for v in out.values() if isinstance(v, dict) and "deck-msg" in str(v.get("value")))
+    assert "no deck named" in warning and "gpt2-inside" in warning
+    assert "generate" in out.values()
+
+
+def test_the_speaker_window_shows_notes_not_a_view(page):
+    out = load(page, deck="gpt2-inside", slide="2", notes="1")
+    assert "generate" in out.values()                          # no slide's view drawn in the notes window
+    payload = json.loads(next(v for v in out.values() if isinstance(v, str) and v.startswith('{"active"')))
+    assert (payload["index"], payload["count"], payload["title"]) == (1, 12, "Embeddings: tokens as vectors")
+    assert payload["next_title"] and "<p>" in payload["notes_html"]

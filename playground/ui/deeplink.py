@@ -21,12 +21,15 @@ from ..inspection.walkthrough import STEP_IDS
 from .i18n import clean_lang
 
 TABS = ("generate", "attention", "shapes", "walkthrough", "parameters", "logit-lens", "next-token", "experiments",
-        "circuit", "saliency", "learned", "neurons", "embeddings", "model")
+        "surprisal", "ablate", "attribute", "patch", "compare", "circuit", "saliency", "learned", "neurons",
+        "embeddings", "model", "talk")
 TAB_ALIASES = {"shape": "shapes", "trace": "shapes", "params": "parameters", "lens": "logit-lens",
                "logit_lens": "logit-lens", "logitlens": "logit-lens", "next": "next-token",
                "next_token": "next-token", "nexttoken": "next-token", "gen": "generate", "step": "walkthrough",
                "steps": "walkthrough", "step-by-step": "walkthrough", "tour": "walkthrough", "circuits": "circuit",
-               "neuron": "neurons", "embedding": "embeddings", "pca": "embeddings"}
+               "neuron": "neurons", "embedding": "embeddings", "pca": "embeddings", "ablation": "ablate",
+               "attribution": "attribute", "dla": "attribute", "patching": "patch", "comparison": "compare",
+               "deck": "talk", "slides": "talk"}
 VIEWS = ("head", "layer", "aggregate")
 VIEW_ALIASES = {"single": "head", "single head": "head", "heads": "layer", "all": "layer",
                 "all heads": "layer", "mean": "aggregate", "max": "aggregate", "mean & max": "aggregate"}
@@ -82,6 +85,13 @@ def _prompt(value: Any) -> str | None:
     return value[:MAX_PROMPT_CHARS]
 
 
+def _text(value: Any) -> str | None:
+    """A text a view may leave empty (no MLPs to ablate, no distractor): empty is a value, not a missing one."""
+    if not isinstance(value, str):
+        return None
+    return value[:MAX_PROMPT_CHARS]
+
+
 def _names(names: tuple[str, ...]) -> Callable[[Any], list[str] | None]:
     """A comma-separated list of some of ``names`` (``lists=months,colours``); unknown names are dropped."""
     def parse(value: Any) -> list[str] | None:
@@ -115,11 +125,11 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "position": _int(-100_000, 100_000),
     "show": _int(1, 50), "stages": _flag,
     "step": _step,
-    "heads": _prompt, "mlps": _prompt, "target": _prompt, "distractor": _prompt, "clean": _prompt,
-    "corrupted": _prompt,
+    "heads": _text, "mlps": _text, "target": _text, "distractor": _text, "clean": _prompt,
+    "corrupted": _prompt, "prompt_b": _prompt,
     "edges": _int(1, 500), "check_heads": _flag,
     "neuron": _int(0, 100_000), "embedding": _choice(("tokens", "positions", "residual")),
-    "lists": _names(("numbers", "months", "days", "colours", "countries")), "neighbours": _prompt, "words": _prompt,
+    "lists": _names(("numbers", "months", "days", "colours", "countries")), "neighbours": _text, "words": _text,
     "dims": _int(2, 3), "method": _choice(("integrated_gradients", "gradient_x_input"),
                                          {"ig": "integrated_gradients", "gxi": "gradient_x_input"}),
     "steps": _int(1, 256),
@@ -134,14 +144,25 @@ TAB_FIELDS: dict[str, tuple[str, ...]] = {
     "parameters": ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias", "tie_embeddings"),
     "logit-lens": ("prompt", "position"),
     "next-token": ("prompt", "temperature", "top_k", "top_p", "show", "stages"),
-    "experiments": ("prompt", "heads", "mlps", "target", "distractor", "clean", "corrupted"),
+    "experiments": ("prompt", "heads", "mlps", "target", "distractor", "clean", "corrupted"),   # older links
+    "surprisal": ("prompt",),
+    "ablate": ("prompt", "heads", "mlps"),
+    "attribute": ("prompt", "target", "distractor"),
+    "patch": ("clean", "corrupted", "target", "distractor"),
+    "compare": ("prompt", "prompt_b"),
     "circuit": ("clean", "corrupted", "target", "distractor", "edges", "check_heads"),
     "saliency": ("prompt", "target", "method", "steps"),
     "learned": (),
     "neurons": ("prompt", "layer", "neuron", "position"),
     "embeddings": ("prompt", "embedding", "lists", "neighbours", "words", "dims"),
     "model": (),
+    "talk": (),
 }
+
+# What a link to each tab may carry: its controls, and for Parameters a preset to start from.
+TAB_ACCEPTS: dict[str, tuple[str, ...]] = {tab: names + (("preset",) if tab == "parameters" else ())
+                                           for tab, names in TAB_FIELDS.items()}
+PAGE_FIELDS = ("lang", "present")        # the whole page's, not one view's
 
 
 @dataclass(frozen=True)
@@ -195,7 +216,7 @@ def build(tab: Any, values: Mapping[str, Any] | None = None, present: Any = Fals
     if name is not None:
         params["tab"] = name
         given = values if isinstance(values, Mapping) else {}
-        for key in TAB_FIELDS[name]:
+        for key in TAB_ACCEPTS[name]:
             if key in given and given[key] is not None:
                 value = FIELDS[key](given[key])
                 if value is not None:

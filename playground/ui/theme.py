@@ -66,7 +66,7 @@ body.presentation .gradio-container {{ max-width: none !important; padding-top: 
 #copy-link {{ white-space: nowrap; }}
 body.presentation #model-badge .badge-more {{ display: none; }}
 body.presentation #present, body.presentation #present *, body.presentation #lang-switch,
-body.presentation #lang-switch *, body.presentation #copy-link {{ font-size: 16px; }}
+body.presentation #lang-switch *, body.presentation #copy-link, body.presentation #add-to-deck {{ font-size: 16px; }}
 body.presentation #model-badge {{ font-size: 18px; }}
 body.presentation #tabs [role="tab"] {{ font-size: 18px; padding: 4px 9px; }}
 /* The stage layout (common.stage_bar): one thin bar of controls over the figure. */
@@ -108,6 +108,7 @@ ABSOLUTE_LINK_JS = """(query) => {
 
 
 # Keyboard steps for talks (README, "For talks"), ignored while typing in a box or with a modifier:
+#   With a deck open: ← / → / PageUp / PageDown the slides (deck_js.DECK_JS), before anything below.
 #   Step by step: ← / → the previous / next step.   Attention: ← / → the head, ↑ / ↓ the layer.
 #   r: run the open tab's view (its main button).
 KEYS_JS = """() => {
@@ -176,6 +177,7 @@ KEYS_JS = """() => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const t = e.target, tag = (t && t.tagName || "").toLowerCase();
     if (tag === "input" || tag === "textarea" || tag === "select" || (t && t.isContentEditable)) return;
+    if (window.__deckKey && window.__deckKey(e)) { e.preventDefault(); return; }     // a talk's slides first
     let done = false;
     if (shown("walk-next")) {
       if (e.key === "ArrowRight") done = click(["walk-next"]);
@@ -201,9 +203,10 @@ def launch_kwargs(max_upload_mb: int | None = None) -> dict[str, Any]:
     mb = max_upload_mb or upload_limit_mb()
     from starlette.middleware import Middleware
 
+    from .deck_js import DECK_CSS, DECK_JS
     from .i18n import LOCALE_JS, EarlyLocale, gradio_i18n
-    js = KEYS_JS.replace("() => {", "() => {" + LOCALE_JS, 1)
-    return dict(theme=theme(), css=CSS, js=js, ssr_mode=False, show_error=True, footer_links=["api"],
+    js = KEYS_JS.replace("() => {", "() => {" + LOCALE_JS + DECK_JS, 1)
+    return dict(theme=theme(), css=CSS + DECK_CSS, js=js, ssr_mode=False, show_error=True, footer_links=["api"],
                 max_file_size=mb * 2**20, i18n=gradio_i18n(), app_kwargs={"middleware": [Middleware(EarlyLocale)]})
 
 

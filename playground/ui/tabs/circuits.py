@@ -16,7 +16,6 @@ from ..theme import style_figure
 from ..views import circuits as circuit_view
 
 TAB_ID = "circuit"
-PARENT = "experiments"            # opened inside that tab's own tabs
 EXAMPLE_CHOICES = [("induction (any model)", "induction"), ("indirect object (GPT-2 size)", "ioi"),
                    ("greater-than (GPT-2 size)", "greater-than")]
 EDGE_COLUMNS = ["rank", "edge", "score", "in the circuit"]

@@ -14,7 +14,6 @@ from ..theme import style_figure
 from ..views import learned as lv
 
 TAB_ID = "embeddings"
-PARENT = "learned"
 VIEW_CHOICES = [("tokens and word lists", "tokens"), ("positions", "positions"),
                 ("your text through the layers", "residual")]
 DEFAULT_TEXT = ""       # no prompt tokens by default: the word lists' clusters are the point

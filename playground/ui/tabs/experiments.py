@@ -19,6 +19,8 @@ from . import circuits, saliency
 CHILDREN = (circuits, saliency)     # experiments with modules of their own, built inside this tab's tabs
 
 TAB_ID = "experiments"
+# This tab's own experiments, each a view a deep link (and a deck's slide) opens: ``?tab=ablate&heads=L4H1``.
+INNER = ("surprisal", "ablate", "attribute", "patch", "compare")
 REPEATED = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
             "in want of a wife. It is a truth universally acknowledged, that a single man in possession of a good")
 SURPRISAL_NOTE = ("**What to look at:** the second copy of the sentence turns cool (few bits): the model copies what "
@@ -33,6 +35,16 @@ PATCH_NOTE = ("**What to look at:** each cell puts one position of the clean run
               "light up where the prompts differ; late layers at the last position, once the information has "
               "moved there.")
 COMPARE_NOTE = "**What to look at:** the next-token bars of both prompts, and which tokens moved most."
+
+
+@dataclass
+class InnerView:
+    """One of this tab's own experiments, as the page's other views are: its tab and the controls a link sets."""
+    tab: gr.Tab
+    controls: dict[str, Any]
+
+    def link_controls(self) -> dict[str, Any]:
+        return self.controls
 
 
 @dataclass
@@ -69,7 +81,7 @@ class ExperimentsTab:
     c_note: gr.Markdown
     json: gr.DownloadButton
     inner: gr.Tabs                     # the experiments' own tabs (a deep link to one of them selects it)
-    children: dict[str, Any]           # experiments built by their own modules (tabs/circuits.py), by tab id
+    children: dict[str, Any]           # every experiment by tab id: this tab's own (InnerView) and the modules'
 
     def link_controls(self) -> dict[str, Any]:
         return {"prompt": self.s_prompt, "heads": self.a_heads, "mlps": self.a_mlps, "target": self.t_target,
@@ -79,7 +91,7 @@ class ExperimentsTab:
 def build(ctx: AppContext) -> ExperimentsTab:
     with gr.Tab("Experiments", id=TAB_ID, elem_id="tab-experiments") as tab:
         with gr.Tabs(elem_id="experiment-tabs") as inner:
-            with gr.Tab("Surprisal", id="surprisal", elem_id="tab-surprisal"):
+            with gr.Tab("Surprisal", id="surprisal", elem_id="tab-surprisal") as surprisal_tab:
                 with stage_bar():
                     s_prompt = gr.Textbox(value=REPEATED, label="Text", lines=1, max_lines=3, scale=5,
                                           max_length=v.MAX_PROMPT_CHARS, elem_id="surprisal-prompt")
@@ -87,7 +99,7 @@ def build(ctx: AppContext) -> ExperimentsTab:
                 s_html = gr.HTML(elem_id="surprisal-text")
                 s_fig = gr.Plot(label="Surprisal per token", elem_id="surprisal-fig")
                 gr.Markdown(SURPRISAL_NOTE, elem_classes="example-note")
-            with gr.Tab("Ablate", id="ablate", elem_id="tab-ablate"):
+            with gr.Tab("Ablate", id="ablate", elem_id="tab-ablate") as ablate_tab:
                 with stage_bar():
                     a_prompt = gr.Textbox(value=REPEATED, label="Prompt", lines=1, max_lines=3, scale=4,
                                           max_length=v.MAX_PROMPT_CHARS, elem_id="ablate-prompt")
@@ -102,7 +114,7 @@ def build(ctx: AppContext) -> ExperimentsTab:
                 with stage_more("Induction score per head: click a cell to add or remove that head"):
                     a_grid = gr.Dataframe(interactive=False, label="Induction score per head (click a cell to add or "
                                           "remove that head)", elem_id="ablate-grid", max_height=300)
-            with gr.Tab("Attribute", id="attribute", elem_id="tab-attribute"):
+            with gr.Tab("Attribute", id="attribute", elem_id="tab-attribute") as attribute_tab:
                 with stage_bar():
                     t_prompt = gr.Textbox(value=REPEATED, label="Prompt", lines=1, max_lines=3, scale=4,
                                           max_length=v.MAX_PROMPT_CHARS, elem_id="attr-prompt")
@@ -114,7 +126,7 @@ def build(ctx: AppContext) -> ExperimentsTab:
                 t_fig = gr.Plot(label="Direct logit attribution", elem_id="attr-fig")
                 t_note = gr.Markdown(elem_id="attr-note")
                 gr.Markdown(ATTRIBUTE_NOTE, elem_classes="example-note")
-            with gr.Tab("Patch", id="patch", elem_id="tab-patch"):
+            with gr.Tab("Patch", id="patch", elem_id="tab-patch") as patch_tab:
                 with stage_bar():
                     p_clean = gr.Textbox(value="The cat sat on the mat. The cat sat on the", label="Clean prompt",
                                          lines=1, max_lines=3, scale=3, max_length=v.MAX_PROMPT_CHARS,
@@ -130,7 +142,7 @@ def build(ctx: AppContext) -> ExperimentsTab:
                 p_fig = gr.Plot(label="Restored logit difference", elem_id="patch-fig")
                 p_note = gr.Markdown(elem_id="patch-note")
                 gr.Markdown(PATCH_NOTE, elem_classes="example-note")
-            with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
+            with gr.Tab("Compare", id="compare", elem_id="tab-compare") as compare_tab:
                 with stage_bar():
                     c_a = gr.Textbox(value="The cat sat on the mat. The cat sat on the", label="Prompt A", lines=1,
                                      max_lines=3, scale=3, max_length=v.MAX_PROMPT_CHARS, elem_id="compare-a")
@@ -140,7 +152,14 @@ def build(ctx: AppContext) -> ExperimentsTab:
                 c_fig = gr.Plot(label="Two prompts side by side", elem_id="compare-fig")
                 c_note = gr.Markdown(elem_id="compare-note")
                 gr.Markdown(COMPARE_NOTE, elem_classes="example-note")
-            children = {c.TAB_ID: c.build(ctx) for c in CHILDREN}
+            own = {"surprisal": InnerView(surprisal_tab, {"prompt": s_prompt}),
+                   "ablate": InnerView(ablate_tab, {"prompt": a_prompt, "heads": a_heads, "mlps": a_mlps}),
+                   "attribute": InnerView(attribute_tab, {"prompt": t_prompt, "target": t_target,
+                                                          "distractor": t_distractor}),
+                   "patch": InnerView(patch_tab, {"clean": p_clean, "corrupted": p_corrupted, "target": p_target,
+                                                  "distractor": p_distractor}),
+                   "compare": InnerView(compare_tab, {"prompt": c_a, "prompt_b": c_b})}
+            children = own | {c.TAB_ID: c.build(ctx) for c in CHILDREN}
         json_btn = gr.DownloadButton("Download JSON (last experiment)", size="sm")
     return ExperimentsTab(tab, s_prompt, s_button, s_html, s_fig, a_prompt, a_heads, a_mlps, a_button, a_grid,
                           a_fig, a_text, t_prompt, t_target, t_distractor, t_button, t_fig, t_note, p_clean,
@@ -153,7 +172,7 @@ def _greedy_line(a) -> str:
         return a.note
     return (f"**Greedy continuation, intact:** {a.greedy_before['text']!r}\n\n"
             f"**With {', '.join(a.head_names + [f'MLP {m}' for m in a.mlps]) or 'nothing'} ablated:** "
-            f"{a.greedy_after['text']!r}\n\nKL(before ‖ after) = {a.kl_bits:.3f} bits. {a.note}")
+            f"{a.greedy_after['text']!r}\n\nKL(before ‖ after) = {a.kl_bits:.3f} bits. {a.note}").rstrip()
 
 
 def toggle_head(heads: str, layer: int, head: int) -> str:
@@ -164,7 +183,9 @@ def toggle_head(heads: str, layer: int, head: int) -> str:
     return ", ".join(items)
 
 
-def wire(t: ExperimentsTab, ctx: AppContext) -> None:
+def views(t: ExperimentsTab, ctx: AppContext) -> dict[str, tuple]:
+    """Each of this tab's own experiments by tab id: ``(handler, inputs, outputs)``. The tab's buttons run
+    them; a deep link or a deck's slide that opens one draws it (``app.py``, like the other views)."""
     def out(name: str, result) -> str:
         return export_file(name, "json", dumps(result.data()))
 
@@ -183,17 +204,11 @@ def wire(t: ExperimentsTab, ctx: AppContext) -> None:
                 t.a_grid: gr.update(value=rows, headers=headers),
                 t.json: out("ablation", a)}
 
-    def ui_pick_head(heads, evt: gr.SelectData):
-        idx = evt.index
-        if not isinstance(idx, (list, tuple)) or len(idx) != 2 or idx[1] < 1:
-            return gr.skip()
-        return toggle_head(heads, int(idx[0]), int(idx[1]) - 1)
-
     @guarded
     def ui_attribute(prompt, target, distractor, present_on):
         a = ex.attribution_view(ctx.need_model(), prompt, target, distractor)
         note = (f"{a.metric} = **{a.actual:.3f}** (the model's own value); the parts add up to {a.total:.3f}. "
-                + a.note)
+                + a.note).rstrip()
         return {t.t_fig: style_figure(figs.attribution_figure(a), present_on), t.t_note: note,
                 t.json: out("attribution", a)}
 
@@ -201,7 +216,7 @@ def wire(t: ExperimentsTab, ctx: AppContext) -> None:
     def ui_patch(clean, corrupted, target, distractor, present_on):
         p = ex.patching_view(ctx.need_model(), clean, corrupted, target, distractor)
         note = (f"Logit difference clean **{p.ld_clean:.2f}**, corrupted **{p.ld_corrupted:.2f}**; "
-                f"{p.forwards} forward passes ({p.mode}) in {p.seconds:.1f} s. {p.note}")
+                f"{p.forwards} forward passes ({p.mode}) in {p.seconds:.1f} s. {p.note}").rstrip()
         return {t.p_fig: style_figure(figs.patching_figure(p), present_on), t.p_note: note,
                 t.json: out("patching", p)}
 
@@ -209,22 +224,33 @@ def wire(t: ExperimentsTab, ctx: AppContext) -> None:
     def ui_compare(a, b, present_on):
         c = ex.comparison_view(ctx.need_model(), a, b)
         moved = ", ".join(f"{m['token']!r} {m['delta']:+.1%}" for m in c.moved[:5])
-        note = f"KL(A ‖ B) = {c.kl_bits:.3f} bits. Moved most: {moved}. {c.note}"
+        note = f"KL(A ‖ B) = {c.kl_bits:.3f} bits. Moved most: {moved}. {c.note}".rstrip()
         return {t.c_fig: style_figure(figs.comparison_figure(c), present_on), t.c_note: note,
                 t.json: out("comparison", c)}
 
-    run = dict(trigger_mode="always_last", **MODEL_QUEUE, **PRIVATE)
     present = ctx.present
-    for trig in (t.s_button.click, t.s_prompt.submit):
-        trig(ui_surprisal, [t.s_prompt, present], [t.s_html, t.s_fig, t.json], **run)
-    for trig in (t.a_button.click, t.a_heads.submit, t.a_mlps.submit):
-        trig(ui_ablate, [t.a_prompt, t.a_heads, t.a_mlps, present], [t.a_fig, t.a_text, t.a_grid, t.json], **run)
-    t.a_grid.select(ui_pick_head, [t.a_heads], [t.a_heads], **LIGHT, **PRIVATE).then(
-        ui_ablate, [t.a_prompt, t.a_heads, t.a_mlps, present], [t.a_fig, t.a_text, t.a_grid, t.json], **run)
-    for trig in (t.t_button.click, t.t_target.submit, t.t_distractor.submit):
-        trig(ui_attribute, [t.t_prompt, t.t_target, t.t_distractor, present], [t.t_fig, t.t_note, t.json], **run)
-    for trig in (t.p_button.click,):
-        trig(ui_patch, [t.p_clean, t.p_corrupted, t.p_target, t.p_distractor, present], [t.p_fig, t.p_note, t.json],
-             **run)
-    t.c_button.click(ui_compare, [t.c_a, t.c_b, present], [t.c_fig, t.c_note, t.json], **run)
-    t.tab.select(ui_surprisal, [t.s_prompt, present], [t.s_html, t.s_fig, t.json], **run)
+    return {"surprisal": (ui_surprisal, [t.s_prompt, present], [t.s_html, t.s_fig, t.json]),
+            "ablate": (ui_ablate, [t.a_prompt, t.a_heads, t.a_mlps, present], [t.a_fig, t.a_text, t.a_grid, t.json]),
+            "attribute": (ui_attribute, [t.t_prompt, t.t_target, t.t_distractor, present], [t.t_fig, t.t_note, t.json]),
+            "patch": (ui_patch, [t.p_clean, t.p_corrupted, t.p_target, t.p_distractor, present],
+                      [t.p_fig, t.p_note, t.json]),
+            "compare": (ui_compare, [t.c_a, t.c_b, present], [t.c_fig, t.c_note, t.json])}
+
+
+def wire(t: ExperimentsTab, ctx: AppContext) -> None:
+    def ui_pick_head(heads, evt: gr.SelectData):
+        idx = evt.index
+        if not isinstance(idx, (list, tuple)) or len(idx) != 2 or idx[1] < 1:
+            return gr.skip()
+        return toggle_head(heads, int(idx[0]), int(idx[1]) - 1)
+
+    run = dict(trigger_mode="always_last", **MODEL_QUEUE, **PRIVATE)
+    own = views(t, ctx)
+    for name, triggers in (("surprisal", (t.s_button.click, t.s_prompt.submit)),
+                           ("ablate", (t.a_button.click, t.a_heads.submit, t.a_mlps.submit)),
+                           ("attribute", (t.t_button.click, t.t_target.submit, t.t_distractor.submit)),
+                           ("patch", (t.p_button.click,)), ("compare", (t.c_button.click,))):
+        for trig in triggers:
+            trig(*own[name], **run)
+    t.a_grid.select(ui_pick_head, [t.a_heads], [t.a_heads], **LIGHT, **PRIVATE).then(*own["ablate"], **run)
+    t.tab.select(*own["surprisal"], **run)

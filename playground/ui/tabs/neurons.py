@@ -18,7 +18,6 @@ from ..theme import style_figure
 from ..views import learned as lv
 
 TAB_ID = "neurons"
-PARENT = "learned"
 DEFAULT_TEXT = ("1. A word that means one thing. 2. A word that means another. Mr. Darcy and President "
                 "Lincoln met Sir Walter in the garden.")
 # Measured on the bundled model's held-out text (the card's model): each neuron's top contexts share one story.

@@ -17,7 +17,6 @@ from ..theme import style_figure
 from ..views import learned as lv
 
 TAB_ID = "saliency"
-PARENT = "experiments"
 DEFAULT_TEXT = "Mr. Darcy walked into the garden and spoke to Elizabeth. Then Mr. Darcy walked into the garden and spoke to"
 METHOD_CHOICES = [("integrated gradients", "integrated_gradients"), ("gradient × input", "gradient_x_input")]
 NOTE = ("**What to look at:** with the text shown twice, the earlier ' Elizabeth' and the tokens around the "
