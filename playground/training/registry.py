@@ -27,12 +27,16 @@ class TrainingLine:
         self._active: LiveRun | None = None
         self._waiting: deque[LiveRun] = deque()
         self._ended: OrderedDict[str, None] = OrderedDict()
+        self._owners: dict[str, str] = {}            # a page's session -> its run's id (one run per page)
 
-    def submit(self, spec: RunSpec) -> LiveRun:
+    def submit(self, spec: RunSpec, owner: str | None = None) -> LiveRun:
         """A new run: started at once when none is training, else put in line (ValueError for a bad spec,
-        :class:`LineFull` when the line is full)."""
+        :class:`LineFull` when the line is full). An ``owner`` (a page's session) has one run: its previous
+        one is discarded, and :meth:`discard_owner` discards it when the page closes."""
         check(spec, self.limits)
         run = LiveRun(spec, self.limits, on_end=self._ended_run)
+        if owner is not None:
+            self.discard(self._owners.get(owner))
         with self._lock:
             if self._active is not None and len(self._waiting) >= self.limits.max_waiting:
                 raise LineFull(f"{len(self._waiting)} trainings are waiting already on this server; try again in a "
@@ -43,6 +47,8 @@ class TrainingLine:
                 run.start()
             else:
                 self._waiting.append(run)
+            if owner is not None:
+                self._owners[owner] = run.id
         return run
 
     def get(self, run_id: object) -> LiveRun | None:
@@ -74,6 +80,13 @@ class TrainingLine:
                 self._waiting.remove(run)
             self._runs.pop(run.id, None)
             self._ended.pop(run.id, None)
+            for owner in [o for o, r in self._owners.items() if r == run.id]:
+                del self._owners[owner]
+
+    def discard_owner(self, owner: object) -> None:
+        """The page ``owner`` closed: its run goes."""
+        if isinstance(owner, str):
+            self.discard(self._owners.pop(owner, None))
 
     def _ended_run(self, run: LiveRun) -> None:
         with self._lock:
@@ -84,6 +97,8 @@ class TrainingLine:
             while len(self._ended) > self.keep:
                 old, _ = self._ended.popitem(last=False)
                 self._runs.pop(old, None)
+                for owner in [o for o, r in self._owners.items() if r == old]:
+                    del self._owners[owner]
             if self._active is run:
                 self._active = None
                 while self._waiting:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from ..batching import Batcher
+from ..training.registry import TrainingLine
 from ..config import PRESETS
 from ..paths import WEIGHTS_DIR
 from . import api, deeplink
@@ -25,7 +26,7 @@ from .glossary import glossary_markdown
 from .i18n import LANG_CHOICES, SWITCH_JS, current_lang, has_own_headers, lang_of, localize, table_headers, tr
 from .state import ModelHolder
 from .tabs import (attention, circuits, embeddings, experiments, generate, learned, logit_lens, model, neurons,
-                   next_token, parameters, saliency, shapes, walkthrough)
+                   next_token, parameters, saliency, shapes, train, walkthrough)
 from .theme import ABSOLUTE_LINK_JS, TOGGLE_PRESENTATION_JS
 from .views import attention as att_view
 from .views import model as model_view
@@ -34,7 +35,7 @@ BADGE_REFRESH_S = 10.0        # how often open pages re-read which model is load
 log = logging.getLogger(__name__)
 
 TAB_MODULES = (generate, attention, shapes, walkthrough, parameters, logit_lens, next_token, experiments, learned,
-               model)
+               train, model)
 PARENTS = (experiments, learned)          # tabs holding tabs of other modules (their CHILDREN)
 # Views computed when their tab opens (circuits: a tab inside Experiments, built by that tab).
 VIEW_MODULES = (attention, shapes, walkthrough, logit_lens, next_token, circuits, saliency, neurons, embeddings)
@@ -109,6 +110,8 @@ def link_loader(ctx: AppContext, built: dict[str, Any], tabs: gr.Tabs, current_t
         for tab_id, name, comp in link_fields:
             if name in values and (tab_id == tab or (name == "prompt" and comp in following)):
                 update[comp] = values[name]
+        if tab == train.TAB_ID:                          # its preset under the values the link names
+            update.update(train.on_link(built[train.TAB_ID], values))
         neuron_layer = built[neurons.TAB_ID].layer
         best = att_view.clearest_head(snap) if snap is not None else (0, 0)    # Attention opens on a head that
         for tab_id, comp, name, count, default in (                            # shows something
@@ -149,13 +152,15 @@ def _wire_language(demo: gr.Blocks, loaded: Any, switched: Any) -> None:
 
 
 def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_model_change: bool = True,
-               queue_size: int = 64, max_upload_mb: int | None = None, batcher: Batcher | None = None) -> gr.Blocks:
+               queue_size: int = 64, max_upload_mb: int | None = None, batcher: Batcher | None = None,
+               training: TrainingLine | None = None) -> gr.Blocks:
     """The whole app around ``holder``'s model. Launch with ``theme.launch_kwargs()`` (the same
     ``max_upload_mb``, default ``$PLAYGROUND_MAX_UPLOAD_MB`` or 1024). Generations decode together in
     ``batcher`` (default: one with the settings of ``$PLAYGROUND_MAX_BATCH`` and the others, see
-    :meth:`Batcher.from_env`)."""
+    :meth:`Batcher.from_env`); the Train tab's runs go through ``training`` (default: the default caps,
+    see ``playground.settings``)."""
     ctx = AppContext(holder, weights_dir, allow_model_change, max_upload_mb or v.upload_limit_mb(),
-                     batcher or Batcher.from_env())
+                     batcher or Batcher.from_env(), training=training or TrainingLine())
 
     with gr.Blocks(title="GPT-2 Playground", delete_cache=(3600, 3600)) as demo:
         copy_link, link_box, current_tab = _header(ctx)
@@ -168,7 +173,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                 built.update(built[parent.TAB_ID].children)
         gen, att = built[generate.TAB_ID], built[attention.TAB_ID]
         for m in TAB_MODULES + CHILD_MODULES:
-            if m not in (model, learned):
+            if m not in (model, learned, train):
                 m.wire(built[m.TAB_ID], ctx)
 
         # ------------------------------------------------------------------ cross-tab wiring
@@ -185,8 +190,10 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                 for layer in layer_only:
                     update[layer] = gr.update(maximum=max(cfg.n_layers - 1, 1))
             return update
-        model.wire(built[model.TAB_ID], ctx, [ctx.badge] + [c for pair in sliders for c in pair] + layer_only,
-                   on_loaded)
+        after_load = [ctx.badge] + [c for pair in sliders for c in pair] + layer_only
+        model.wire(built[model.TAB_ID], ctx, after_load, on_loaded)
+        train.wire(built[train.TAB_ID], ctx, after_load, on_loaded)       # "Use this model" loads as the Model tab
+        demo.unload(train.unload(ctx))
 
         # The other tabs' prompts follow the Generate prompt (in the browser, no server round trip).
         own_texts = {neurons.TAB_ID, embeddings.TAB_ID, saliency.TAB_ID}      # texts chosen to show their effect
@@ -216,7 +223,8 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                          built[model.TAB_ID].card,
                          att.layer, att.head,
                          built[walkthrough.TAB_ID].layer, built[walkthrough.TAB_ID].head]
-                        + [comp for _, _, comp in link_fields] + params_tab.outputs())
+                        + [comp for _, _, comp in link_fields] + params_tab.outputs()
+                        + [built[train.TAB_ID].params])
         loaded = demo.load(ui_on_load, None, list(dict.fromkeys(load_outputs)), **LIGHT, **PRIVATE)
         copy_link.click(ui_link, [current_tab, ctx.present] + [comp for _, _, comp in link_fields], [link_box],
                         **LIGHT, **PRIVATE).then(None, [link_box], [link_box], js=ABSOLUTE_LINK_JS, **PRIVATE)
@@ -254,7 +262,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
 
         with gr.Accordion("Glossary", open=False, elem_id="glossary"):
             gr.Markdown(glossary_markdown())
-        api.register(holder, MODEL_QUEUE, ctx.batcher)
+        api.register(holder, MODEL_QUEUE, ctx.batcher, ctx.training)
         _wire_language(demo, loaded, switched)
 
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
