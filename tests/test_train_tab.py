@@ -1,5 +1,5 @@
-"""The Train tab's handlers and the /train_* endpoints, called directly on a built tp (no server): a run
-starts, draws, pauses and resumes, is refused with a reason, stays its tp's own, stops when its tp
+"""The Train tab's handlers and the /train_* endpoints, called directly on a built page (no server): a run
+starts, draws, pauses and resumes, is refused with a reason, stays its page's own, stops when its page
 closes, and "Use this model" puts it into the other tabs (refused on a locked server)."""
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def fields(**changes: Any) -> list:
 
 
 def page_of(tmp_path, allow_model_change: bool = True):
-    """The built tp's Train tab, its handlers by name, its holder and its training line."""
+    """The built page's Train tab, its handlers by name, its holder and its training line."""
     built: dict[str, Any] = {}
     mp = pytest.MonkeyPatch()
     mp.setattr(train_tab, "build", lambda ctx, _b=train_tab.build: built.setdefault("t", _b(ctx)))
@@ -55,6 +55,7 @@ def page_of(tmp_path, allow_model_change: bool = True):
 
 @pytest.fixture
 def tp(tmp_path):
+    """The page of a Train tab (not named "page": conftest marks that fixture's tests slow, for a browser)."""
     p = page_of(tmp_path)
     yield p
     p.line.stop_all()
@@ -135,7 +136,7 @@ def test_a_page_sees_only_its_own_run_and_its_place_in_line(tp):
     assert "Another training is running" in stranger[t.status]
     with pytest.raises(InputError):
         tp.fns["ui_train_pause"]("0" * 32, None, "best-induction", False)
-    tp.fns["ui_page_closed"](session("a"))                        # the first tp closes: its run goes
+    tp.fns["ui_page_closed"](session("a"))                        # the first page closes: its run goes
     assert mine.join(10) and mine.status == "stopped" and tp.line.get(mine.id) is None
     assert theirs.join(60) and theirs.status == "finished"
 
