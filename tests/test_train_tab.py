@@ -132,7 +132,8 @@ def test_a_page_sees_only_its_own_run_and_its_place_in_line(tp):
     waiting = tp.fns["ui_train_tick"](theirs.id, None, "best-induction", False)
     assert "number 1 in line" in waiting[t.status]
     stranger = tp.fns["ui_train_tick"](None, None, "best-induction", False)
-    assert set(stranger) == {t.status, t.timer, t.drawn}           # no curves of anyone else's run
+    assert set(stranger) == {t.status, t.timer, t.drawn, t.loss}   # empty axes: no curves of anyone else's run
+    assert all(len(trace.x) == 0 for trace in stranger[t.loss].data)
     assert "Another training is running" in stranger[t.status]
     with pytest.raises(InputError):
         tp.fns["ui_train_pause"]("0" * 32, None, "best-induction", False)

@@ -64,19 +64,22 @@ class RunSpec:
 PRESETS: dict[str, RunSpec] = {
     # The measured one: the induction phase change comes after some 500-900 steps (~25-40 s, one thread).
     "induction-tiny": RunSpec(),
-    # The same with one layer: an induction head needs two (a previous-token head to read from), so the
-    # loss on the copies barely moves.
+    # The same with one layer: an induction head needs two (a previous-token head to read from). Measured: the
+    # loss on the copies falls only to ~4.5 in 1,500 steps (guessing among the tokens seen before), against ~0.4
+    # with two layers, and no head scores above 0.07 for induction.
     "induction-one-layer": RunSpec(config=TINY_COPY.replace(n_layers=1)),
+    # A text model of the tiny size: 64 tokens of context, 4 windows a step (about 0.25 s a step on one busy thread
+    # here: the 50,257-wide output head is most of it); its samples turn from noise into English-like words.
     "text-tiny": RunSpec(task="text", config=GPTConfig(vocab_size=GPT2_VOCAB, context_length=64, emb_dim=64,
                                                         n_heads=4, n_layers=2, drop_rate=0.0, qkv_bias=False,
                                                         tie_embeddings=True),
-                         lr=3e-3, steps=600, batch_size=16),
-    # The bundled model's shape (weights/default.safetensors), from scratch: a few hundred steps show
-    # words appear; the bundled model itself trained for hours.
+                         lr=3e-3, steps=800, batch_size=4),
+    # The bundled model's shape (weights/default.safetensors), from scratch, within the default time cap: words
+    # and punctuation appear, not yet sentences (the bundled model trained for hours).
     "bundled-shape": RunSpec(task="text", config=GPTConfig(vocab_size=GPT2_VOCAB, context_length=256, emb_dim=128,
                                                             n_heads=4, n_layers=6, drop_rate=0.0, qkv_bias=True,
                                                             tie_embeddings=True),
-                             lr=1e-3, steps=400, batch_size=4, sample_every=25),
+                             lr=1e-3, steps=300, batch_size=2, sample_every=25),
 }
 DEFAULT_PRESET = "induction-tiny"
 

@@ -111,7 +111,7 @@ def link_loader(ctx: AppContext, built: dict[str, Any], tabs: gr.Tabs, current_t
             if name in values and (tab_id == tab or (name == "prompt" and comp in following)):
                 update[comp] = values[name]
         if tab == train.TAB_ID:                          # its preset under the values the link names
-            update.update(train.on_link(built[train.TAB_ID], values))
+            update.update(train.on_link(built[train.TAB_ID], values, link.present))
         neuron_layer = built[neurons.TAB_ID].layer
         best = att_view.clearest_head(snap) if snap is not None else (0, 0)    # Attention opens on a head that
         for tab_id, comp, name, count, default in (                            # shows something
@@ -224,7 +224,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                          att.layer, att.head,
                          built[walkthrough.TAB_ID].layer, built[walkthrough.TAB_ID].head]
                         + [comp for _, _, comp in link_fields] + params_tab.outputs()
-                        + [built[train.TAB_ID].params])
+                        + [built[train.TAB_ID].params, built[train.TAB_ID].loss])
         loaded = demo.load(ui_on_load, None, list(dict.fromkeys(load_outputs)), **LIGHT, **PRIVATE)
         copy_link.click(ui_link, [current_tab, ctx.present] + [comp for _, _, comp in link_fields], [link_box],
                         **LIGHT, **PRIVATE).then(None, [link_box], [link_box], js=ABSOLUTE_LINK_JS, **PRIVATE)

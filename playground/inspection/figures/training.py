@@ -64,9 +64,10 @@ def loss_figure(steps: Sequence[int], loss: Sequence[float], vocab: int, *, firs
     fig.update_layout(title=dict(text=title, y=0.98, yref="container", yanchor="top"), xaxis_title="step",
                       yaxis_title="loss (nats)", height=500, yaxis=dict(range=[0, min(top, chance * 1.6)]),
                       xaxis=dict(range=[0, max(total_steps or 0, steps[-1] if len(steps) else 1)]),
-                      # Above the plot, under the title: inside it, some curve always runs through the legend.
-                      legend=dict(orientation="h", x=0, xanchor="left", y=1.01, yanchor="bottom"),
-                      margin=dict(t=150))
+                      # Inside on the right, halfway up: the axis runs to the last step, so until the run ends no
+                      # curve is there; at the end the copies are low and the first copy high (ln V).
+                      legend=dict(x=0.99, xanchor="right", y=0.62, yanchor="middle", bgcolor="rgba(255,255,255,0.85)"),
+                      showlegend=len(curves) > 1, margin=dict(t=90))
     return fig
 
 

@@ -7,8 +7,9 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from ...training.live_spec import DEFAULT_PRESET, PRESETS
+from ...training.live_spec import DEFAULT_PRESET, PRESETS, RunSpec
 from ..common import AppContext, stage_bar, stage_more
+from ..theme import style_figure
 from ..views import train as train_view
 from ..views import train_draw as draw
 from . import train_wire
@@ -64,7 +65,7 @@ def build(ctx: AppContext) -> TrainTab:
     cfg = PRESETS[DEFAULT_PRESET].config
     with gr.Tab("Train", id=TAB_ID, elem_id="tab-train") as tab:
         with stage_bar():
-            task = gr.Dropdown(TASK_CHOICES, value=spec["task"], label="Task", scale=2, min_width=200,
+            task = gr.Dropdown(TASK_CHOICES, value=spec["task"], label="Task", scale=3, min_width=270,
                                elem_id="train-task")
             preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="Preset", scale=2, min_width=180,
                                  elem_id="train-preset")
@@ -148,7 +149,17 @@ def wire(t: TrainTab, ctx: AppContext, others: list, on_loaded: Callable[[bool],
     train_wire.wire(t, ctx, others, on_loaded)
 
 
-def on_link(t: TrainTab, values: dict[str, Any]) -> dict:
+def _spec_of(values: dict[str, Any]) -> RunSpec:
+    """The preset's spec with the linked task, steps and vocabulary (what the empty loss axes show)."""
+    base = PRESETS[DEFAULT_PRESET]
+    try:
+        return base.replace(task=values.get("task", base.task), steps=int(values.get("train_steps", base.steps)),
+                            config=base.config.replace(vocab_size=int(values.get("vocab_size", 256))))
+    except (TypeError, ValueError):
+        return base
+
+
+def on_link(t: TrainTab, values: dict[str, Any], present: Any = False) -> dict:
     """A link to this tab: its preset (or its task's) under the values it names, the head selector and the
     parameter count for that model."""
     name = values.get("train_preset") or (TASK_PRESET[values["task"]] if "task" in values else None)
@@ -165,6 +176,7 @@ def on_link(t: TrainTab, values: dict[str, Any]) -> dict:
     choices = draw.head_choices(cfg.n_layers, cfg.n_heads)
     head = values.get("train_head")
     update[t.params] = train_view.parameters_line(cfg)
+    update[t.loss] = style_figure(draw.empty_loss_plot(_spec_of(merged)), bool(present))
     update[t.head_choice] = gr.update(choices=choices, value=head if head in {c for _, c in choices} else
                                       "best-induction")
     return update

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from ...training.live import LiveRun
-from ...training.live_spec import PRESETS
+from ...training.live_spec import DEFAULT_PRESET, PRESETS
 from ..common import LIGHT, PRIVATE, AppContext, export_file, guarded
 from ..i18n import current_lang
 from ..theme import style_figure
@@ -27,7 +27,9 @@ def render(t: TrainTab, ctx: AppContext, run: LiveRun | None, choice: Any, prese
     ``drawn`` (the key of what the page shows). Downloads are written when the run pauses or ends."""
     line = ctx.training
     if run is None:
-        return {t.status: draw.status_markdown(None, line), t.timer: gr.update(active=False), t.drawn: None}
+        empty = draw.empty_loss_plot(PRESETS[DEFAULT_PRESET])
+        return {t.status: draw.status_markdown(None, line), t.timer: gr.update(active=False), t.drawn: None,
+                t.loss: style_figure(empty, present_on)}
     key = (run.id, run.version, choice, bool(present_on), current_lang())
     timer = gr.update(active=not run.ended)
     if isinstance(drawn, (list, tuple)) and tuple(drawn[:5]) == key:
@@ -120,13 +122,15 @@ def wire(t: TrainTab, ctx: AppContext, others: list, on_loaded: Callable[[bool],
         button.click(control(action), view_inputs, live, **LIGHT, **PRIVATE)
 
     @guarded
-    def ui_train_reset(run_id):
+    def ui_train_reset(run_id, present_on):
         line.discard(run_id)
-        return {t.run_id: None, t.drawn: None, t.loss: None, t.pattern: None, t.heads: None, t.samples: "",
+        return {t.run_id: None, t.drawn: None, t.loss: style_figure(draw.empty_loss_plot(PRESETS[DEFAULT_PRESET]),
+                                                                   present_on),
+                t.pattern: None, t.heads: None, t.samples: "",
                 t.use_note: "", t.json: None, t.csv: None, t.weights: None, t.timer: gr.update(active=False),
                 t.pause: gr.update(visible=False), t.resume: gr.update(visible=False),
                 t.status: draw.status_markdown(None, line)}
-    t.reset.click(ui_train_reset, [t.run_id], [t.run_id, t.use_note] + live, **LIGHT, **PRIVATE)
+    t.reset.click(ui_train_reset, [t.run_id, ctx.present], [t.run_id, t.use_note] + live, **LIGHT, **PRIVATE)
 
     @guarded
     def ui_train_use(run_id):

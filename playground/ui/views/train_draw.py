@@ -12,6 +12,7 @@ from ...inspection.attention import AttentionCapture
 from ...inspection.figures.attention import head_figure
 from ...inspection.figures.training import head_score_figure, loss_figure
 from ...training.live import LiveRun
+from ...training.live_spec import RunSpec
 from ...training.registry import TrainingLine
 from ..deeplink import head_name as clean_head
 from ..i18n import current_lang, tr
@@ -65,6 +66,13 @@ def status_markdown(run: LiveRun | None, line: TrainingLine) -> str:
         icon = "▶" if run.status == "running" else "⏸"
         return f"{icon} **{verb}** {where}{tail}."
     return f"**{run.message}**"
+
+
+def empty_loss_plot(spec: RunSpec) -> go.Figure:
+    """The loss axes before a run: chance marked, the steps to come on the axis."""
+    fig = loss_figure([], [], spec.config.vocab_size if spec.task == "copy" else 50257, total_steps=spec.steps)
+    fig.update_layout(title="Loss while it trains<br><sup>press Start: the curves appear here as it trains</sup>")
+    return fig
 
 
 def loss_plot(run: LiveRun) -> go.Figure:
