@@ -79,7 +79,7 @@ def test_start_trains_and_the_timer_draws_the_live_view(tp):
     drawn = tp.fns["ui_train_tick"](run.id, None, "best-induction", False)
     assert "Finished: 40 steps" in drawn[t.status]
     names = [tr.name for tr in drawn[t.loss].data]
-    assert names == ["loss on the copies", "loss on the first copy", "training loss"]
+    assert names == ["the copies", "the first copy", "all tokens"]
     assert drawn[t.pattern] is not None and drawn[t.heads] is not None
     assert drawn[t.timer]["active"] is False                        # an ended run stops the timer
     for button in (t.json, t.csv, t.weights):                       # the downloads are written once it ends

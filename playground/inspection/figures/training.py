@@ -41,11 +41,13 @@ def loss_figure(steps: Sequence[int], loss: Sequence[float], vocab: int, *, firs
                 repeats: Sequence[float] = (), phase_step: int | None = None, phase_seconds: float | None = None,
                 total_steps: int | None = None) -> go.Figure:
     """The training loss over the steps (a running mean of 10 steps); for copying, the loss on the first
-    copy and on the copies after it too. Chance (ln V) is a dotted line, the phase change a dashed one."""
+    copy and on the copies after it too. Chance (ln V) is a dotted line, the phase change a dashed one with its
+    step and time written low on its left (where every curve was still near chance)."""
     fig = go.Figure()
     chance = math.log(vocab)
-    curves = [("loss on the copies", repeats, ACCENT, 4), ("loss on the first copy", first, MUTED, 3),
-              ("training loss", loss, INK, 2)] if len(repeats) else [("training loss", loss, INK, 4)]
+    # Short names: one row of legend under the title, even at projector sizes.
+    curves = [("the copies", repeats, ACCENT, 4), ("the first copy", first, MUTED, 3),
+              ("all tokens", loss, INK, 2)] if len(repeats) else [("training loss", loss, INK, 4)]
     for name, values, colour, width in curves:
         x, y = bucketed(steps, values)
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=dict(color=colour, width=width),
@@ -56,18 +58,16 @@ def loss_figure(steps: Sequence[int], loss: Sequence[float], vocab: int, *, firs
     title = "Loss while it trains"
     if phase_step is not None:
         _phase_line(fig, phase_step, phase_seconds)
-        # Right of the line and just under chance: by then every curve there has fallen below it.
-        fig.add_annotation(x=phase_step, y=0.9 * chance, xanchor="left", yanchor="top", xshift=6, showarrow=False,
-                           text=f"phase change: step {phase_step:,} ({phase_seconds:.0f} s)", font=dict(color=ACCENT))
-        title += f"<br><sup>the phase change came at step {phase_step:,}, {phase_seconds:.0f} s in</sup>"
+        # Left of the line, low: before the phase change every loss sat near chance, so nothing is drawn there.
+        fig.add_annotation(x=phase_step, y=0.04 * chance, xanchor="right", yanchor="bottom", xshift=-6,
+                           showarrow=False, align="right", font=dict(color=ACCENT),
+                           text=f"phase change<br>step {phase_step:,}, {phase_seconds:.0f} s")
     top = max([chance * 1.15] + [float(np.max(v)) * 1.02 for _, v, _, _ in curves if len(v)][:1])
-    fig.update_layout(title=dict(text=title, y=0.98, yref="container", yanchor="top"), xaxis_title="step",
-                      yaxis_title="loss (nats)", height=500, yaxis=dict(range=[0, min(top, chance * 1.6)]),
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss (nats)", height=500,
+                      yaxis=dict(range=[0, min(top, chance * 1.6)]),
                       xaxis=dict(range=[0, max(total_steps or 0, steps[-1] if len(steps) else 1)]),
-                      # Inside on the right, halfway up: the axis runs to the last step, so until the run ends no
-                      # curve is there; at the end the copies are low and the first copy high (ln V).
-                      legend=dict(x=0.99, xanchor="right", y=0.62, yanchor="middle", bgcolor="rgba(255,255,255,0.85)"),
-                      showlegend=len(curves) > 1, margin=dict(t=90))
+                      legend=dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom"),
+                      showlegend=len(curves) > 1, margin=dict(t=130))
     return fig
 
 

@@ -71,7 +71,8 @@ def status_markdown(run: LiveRun | None, line: TrainingLine) -> str:
 def empty_loss_plot(spec: RunSpec) -> go.Figure:
     """The loss axes before a run: chance marked, the steps to come on the axis."""
     fig = loss_figure([], [], spec.config.vocab_size if spec.task == "copy" else 50257, total_steps=spec.steps)
-    fig.update_layout(title="Loss while it trains<br><sup>press Start: the curves appear here as it trains</sup>")
+    fig.add_annotation(x=0.5, y=0.45, xref="paper", yref="paper", showarrow=False,
+                       text="press Start: the curves appear here as it trains")
     return fig
 
 
