@@ -84,8 +84,20 @@ def test_start_trains_and_the_timer_draws_the_live_view(tp):
     assert drawn[t.timer]["active"] is False                        # an ended run stops the timer
     for button in (t.json, t.csv, t.weights):                       # the downloads are written once it ends
         assert str(drawn[button]).endswith((".json", ".csv", ".safetensors"))
-    again = tp.fns["ui_train_tick"](run.id, drawn[t.drawn], "best-induction", False)
+    again = tp.fns["ui_train_tick"](run.id, drawn[t.drawn], "best-induction", False, "train")
     assert set(again) == {t.timer}                                  # nothing changed: nothing redrawn
+
+
+def test_on_another_tab_the_timer_keeps_the_run_alive_without_drawing(tp):
+    _, run = started(tp, train_steps=5000)
+    while run.step < 3:
+        time.sleep(0.005)
+    seen = run.last_seen
+    time.sleep(0.01)
+    away = tp.fns["ui_train_tick"](run.id, None, "best-induction", False, "attention")
+    assert set(away) == {tp.t.timer} and away[tp.t.timer]["active"] is True and run.last_seen > seen
+    back = tp.fns["ui_train_opened"](run.id, None, "best-induction", False)
+    assert back[tp.t.loss] is not None and "Training" in back[tp.t.status]
 
 
 def test_pause_and_resume_from_the_page(tp):

@@ -164,6 +164,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
 
     with gr.Blocks(title="GPT-2 Playground", delete_cache=(3600, 3600)) as demo:
         copy_link, link_box, current_tab = _header(ctx)
+        ctx.current_tab = current_tab
 
         # "wrap", not Gradio's "⋯" menu: it measures the bar once, before presentation mode enlarges the page,
         # and then hides the last tabs behind a menu a room cannot see.

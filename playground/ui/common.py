@@ -57,6 +57,7 @@ class AppContext:
     batcher: Batcher = field(default_factory=Batcher)  # every generation decodes in its shared batch
     training: TrainingLine = field(default_factory=TrainingLine)   # the server's one training at a time
     present: gr.Checkbox | None = None       # the header's presentation-mode switch
+    current_tab: gr.Textbox | None = None    # the header's hidden field naming the open tab
     lang: gr.Radio | None = None             # the header's language switch ("en" / "zh")
     badge: gr.Markdown | None = None         # the header's model line
 

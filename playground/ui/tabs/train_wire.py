@@ -18,6 +18,7 @@ from ..views import train_draw as draw
 
 TrainTab = Any           # tabs.train.TrainTab (not imported: that module imports this one)
 
+TAB_ID = "train"
 TASK_PRESET = {"copy": "induction-tiny", "text": "text-tiny"}
 CONFIG_FIELDS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias", "tie_embeddings")
 
@@ -101,13 +102,23 @@ def wire(t: TrainTab, ctx: AppContext, others: list, on_loaded: Callable[[bool],
                   **LIGHT, **PRIVATE)
 
     @guarded
-    def ui_train_tick(run_id, drawn, choice, present_on):
+    def ui_train_tick(run_id, drawn, choice, present_on, open_tab=None):
+        """The timer's tick (and a change of head or presentation): the live view, redrawn when something
+        changed. On another tab the run is only kept alive (reading it is the sign of life), not drawn."""
+        run = train_view.find(line, run_id, required=False)
+        if run is not None and open_tab not in (None, "", TAB_ID):
+            return {t.timer: gr.update(active=not run.ended)}
+        return render(t, ctx, run, choice, present_on, drawn)
+
+    @guarded
+    def ui_train_opened(run_id, drawn, choice, present_on):
         return render(t, ctx, train_view.find(line, run_id, required=False), choice, present_on, drawn)
     view_inputs = [t.run_id, t.drawn, t.head_choice, ctx.present]
-    t.timer.tick(ui_train_tick, view_inputs, live, **events)
-    t.head_choice.input(ui_train_tick, view_inputs, live, **events)
-    ctx.present.input(ui_train_tick, view_inputs, live, **events)
-    t.tab.select(ui_train_tick, view_inputs, live, **events)
+    tick_inputs = view_inputs + ([ctx.current_tab] if ctx.current_tab is not None else [])
+    t.timer.tick(ui_train_tick, tick_inputs, live, **events)
+    t.head_choice.input(ui_train_opened, view_inputs, live, **events)
+    ctx.present.input(ui_train_tick, tick_inputs, live, **events)
+    t.tab.select(ui_train_opened, view_inputs, live, **events)
 
     def control(action: str):
         @guarded
