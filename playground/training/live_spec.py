@@ -62,7 +62,8 @@ class RunSpec:
 
 
 PRESETS: dict[str, RunSpec] = {
-    # The measured one: the induction phase change comes after some 500-900 steps (~25-40 s, one thread).
+    # The measured one: the phase change came at steps 571, 684, 608 (seeds 0-2), 23-29 s in on one training
+    # thread of this 2-core machine (bench/results/train_load.md).
     "induction-tiny": RunSpec(),
     # The same with one layer: an induction head needs two (a previous-token head to read from). Measured: the
     # loss on the copies falls only to ~4.5 in 1,500 steps (guessing among the tokens seen before), against ~0.4

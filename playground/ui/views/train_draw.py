@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+import torch
 
 from ...inspection.attention import AttentionCapture
 from ...inspection.figures.attention import head_figure
@@ -99,7 +100,7 @@ def pattern_plot(run: LiveRun, layer: int, head: int) -> go.Figure | None:
         return None
     last = run.probes[-1]
     ids = tuple(int(i) for i in run.probe.ids[0].tolist())
-    cap = AttentionCapture(weights=_tensor(last.pattern[layer:layer + 1]), layers=(layer,), token_ids=ids,
+    cap = AttentionCapture(weights=torch.from_numpy(np.ascontiguousarray(last.pattern[layer:layer + 1])), layers=(layer,), token_ids=ids,
                            labels=tuple(str(i) for i in ids))
     fig = head_figure(cap, layer, head, label_every=max(1, len(ids) // 16))
     fig.update_layout(title=dict(text=f"Layer {layer}, head {head} on the probe<br><sup>step {last.step:,}: induction "
@@ -109,16 +110,11 @@ def pattern_plot(run: LiveRun, layer: int, head: int) -> go.Figure | None:
     return fig
 
 
-def _tensor(a: np.ndarray):
-    import torch
-    return torch.from_numpy(np.ascontiguousarray(a))
-
-
 def samples_markdown(run: LiveRun | None) -> str:
     """The text task's sample generations, the newest first (the same prompt and seed each time)."""
     if run is None or not run.samples:
         return ""
-    lines = [f"**What it writes now** (the same prompt and seed every time; newest first):"]
+    lines = ["**What it writes now** (the same prompt and seed every time; newest first):"]
     for step, text in reversed(run.samples[-6:]):
         shown = text.replace("\n", " ").replace("`", "'")
         lines.append(f"- step {step:,}: `{shown}`")
