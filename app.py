@@ -31,13 +31,14 @@ from playground.paths import DEFAULT_WEIGHTS, WEIGHTS_DIR  # noqa: E402
 from playground.settings import WEIGHTS_ENV  # noqa: E402
 from playground.ui import ModelHolder, build_demo, launch_kwargs  # noqa: E402
 
-# Every PLAYGROUND_* setting (weights, device, lock, queue size, upload limit, batch): playground/settings.py.
+# Every PLAYGROUND_* setting (weights, device, lock, queue size, upload limit, batch, training caps):
+# playground/settings.py.
 settings = app_settings.from_env()
 holder = ModelHolder(settings.weights, device=settings.device)
 batcher = settings.batcher()              # every generation's shared batch (tests read its state)
 demo = build_demo(holder, weights_dir=WEIGHTS_DIR, allow_model_change=not settings.lock_model,
                   queue_size=settings.queue_size, max_upload_mb=settings.max_upload_mb,
-                  batcher=batcher)
+                  batcher=batcher, training=settings.training_line())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -17,7 +17,7 @@ from tests.live_app import free_port, settled_steps
 
 ENDPOINTS = {"/generate", "/attention", "/trace", "/params", "/logit_lens", "/next_token", "/surprisal", "/ablate",
              "/attribution", "/patch", "/circuit", "/saliency", "/neuron", "/embeddings", "/qk", "/walkthrough",
-             "/model_info"}
+             "/model_info", "/train_start", "/train_curves", "/train_control"}
 MODEL_ENDPOINTS = {"generate", "attention", "trace", "logit_lens", "next_token", "surprisal", "ablate", "attribution",
                    "patch", "circuit", "saliency", "neuron", "embeddings", "qk", "walkthrough"}
 

@@ -316,14 +316,15 @@ def test_experiments_show_their_figures(page, app_url):
 
 PRESENT_FIGURES = [("attention", "#att-fig"), ("logit-lens", "#lens-fig"), ("next-token", "#next-fig"),
                    ("shapes", "#trace-fig"), ("parameters", "#p-treemap"), ("walkthrough", "#walk-fig"),
-                   ("circuit", "#circuit-fig"), ("saliency", "#saliency-fig"), ("embeddings", "#emb-fig")]
+                   ("circuit", "#circuit-fig"), ("saliency", "#saliency-fig"), ("embeddings", "#emb-fig"),
+                   ("train", "#train-loss")]
 # Every view's figure and its main button (the stage layout: a bar of controls, the figure under it).
 STAGES = [("generate", "#gen-text", "#generate-btn"), ("attention", "#att-fig", "#att-btn"),
           ("shapes", "#trace-fig", "#trace-btn"), ("walkthrough", "#walk-fig", "#walk-next"),
           ("parameters", "#p-treemap", "#preset-gpt2"), ("logit-lens", "#lens-fig", "#lens-btn"),
           ("next-token", "#next-fig", "#next-btn"), ("circuit", "#circuit-fig", "#circuit-btn"),
           ("saliency", "#saliency-text", "#saliency-btn"), ("neurons", "#neuron-effect", "#neuron-btn"),
-          ("embeddings", "#emb-fig", "#emb-btn")]
+          ("embeddings", "#emb-fig", "#emb-btn"), ("train", "#train-loss", "#train-start")]
 
 
 @pytest.mark.parametrize("mode, size", [("present", (1280, 720)), ("normal", (1440, 900))])
@@ -423,7 +424,7 @@ def english_left(texts: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("tab", ["generate", "attention", "shapes", "walkthrough", "parameters", "logit-lens",
                                  "next-token", "experiments", "ablate", "circuit", "saliency", "neurons", "embeddings",
-                                 "model", "talk"])
+                                 "train", "model", "talk"])
 def test_every_tab_reads_in_chinese(browser, app_url, tab):
     """?lang=zh: every tab name, label, button, note and figure title is 中文 (the user's and the model's
     text aside); the switch in the header brings English back at once."""
@@ -457,7 +458,7 @@ def test_every_tab_reads_in_chinese(browser, app_url, tab):
 
 TAB_LABELS = {"generate": "Generate", "attention": "Attention", "shapes": "Shapes", "walkthrough": "Step by step",
               "parameters": "Parameters", "logit-lens": "Logit lens", "next-token": "Next token",
-              "experiments": "Experiments", "model": "Model"}
+              "experiments": "Experiments", "train": "Train", "model": "Model"}
 
 
 @pytest.mark.parametrize("mode, size", [("present", (1280, 720)), ("normal", (1440, 900))])

@@ -34,6 +34,10 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "neuron": ("7", 7), "embedding": ("positions", "positions"), "lists": ("months,days", ["months", "days"]),
     "neighbours": (" queen", " queen"), "words": ("cat, dog", "cat, dog"), "dims": ("3", 3),
     "method": ("gxi", "gradient_x_input"), "steps": ("16", 16), "prompt_b": ("The dog", "The dog"),
+    "train_preset": ("text-tiny", "text-tiny"), "task": ("text", "text"), "drop_rate": ("0.1", 0.1),
+    "lr": ("0.002", 0.002), "train_steps": ("800", 800), "batch_size": ("16", 16), "min_len": ("4", 4),
+    "max_len": ("16", 16), "text_source": ("yours", "yours"), "text": ("Some text", "Some text"),
+    "text_tokens": ("5000", 5000), "sample_every": ("25", 25), "train_head": ("l1h2", "L1H2"),
 }
 SLIDERS = {"layer", "head"}                 # updates with the loaded model's maximum, not plain values
 
@@ -266,3 +270,16 @@ def test_the_speaker_window_shows_notes_not_a_view(page):
     payload = json.loads(next(v for v in out.values() if isinstance(v, str) and v.startswith('{"active"')))
     assert (payload["index"], payload["count"], payload["title"]) == (1, 12, "Embeddings: tokens as vectors")
     assert payload["next_title"] and "<p>" in payload["notes_html"]
+
+
+def test_a_train_link_opens_its_preset_under_the_values_it_names(page):
+    _, controls, built = page[:3]
+    c = controls["train"]
+    out = load(page, tab="train", train_preset="text-tiny", lr="0.01", train_head="best-previous")
+    assert value_of(out[c["task"]]) == "text" and value_of(out[c["vocab_size"]]) == 50257   # from the preset
+    assert value_of(out[c["lr"]]) == 0.01                                                    # the link's own
+    assert value_of(out[c["train_head"]]) == "best-previous"
+    assert "parameters" in out[built["train"].params]
+    out = load(page, tab="train", task="copy", n_layers="3", train_head="L2H3")
+    assert value_of(out[c["n_layers"]]) == 3 and value_of(out[c["train_head"]]) == "L2H3"
+    assert ("L2H3", "L2H3") in out[c["train_head"]]["choices"]

@@ -33,6 +33,11 @@ def test_every_setting_is_read():
     batcher = got.batcher()
     assert (batcher.max_batch, batcher.max_wait_s, batcher.cache_budget_bytes) == (3, 2.5, 64 * 2**20)
     assert s.from_env({}) == s.Settings()
+    train = s.from_env({"PLAYGROUND_TRAIN_MAX_S": "60", "PLAYGROUND_TRAIN_MAX_STEPS": "800",
+                        "PLAYGROUND_TRAIN_THREADS": "2", "PLAYGROUND_TRAIN_QUEUE": "3"}).training_line().limits
+    assert (train.max_s, train.max_steps, train.threads, train.max_waiting, train.max_pause_s) == (60, 800, 2, 3, 60)
+    default = s.Settings().training_line().limits
+    assert (default.max_s, default.max_steps, default.threads, default.max_waiting) == (300, 5000, 1, 8)
     assert s.from_env({"PLAYGROUND_LOCK_MODEL": "off", "PLAYGROUND_QUEUE_SIZE": "  "}) == s.Settings()
 
 
@@ -46,6 +51,11 @@ def test_every_setting_is_read():
     ("PLAYGROUND_BATCH_WAIT_S", "nan", "batch_wait_s", 30.0),
     ("PLAYGROUND_BATCH_CACHE_MB", "1e999", "batch_cache_mb", 1024),
     ("PLAYGROUND_LOCK_MODEL", "maybe", "lock_model", False),
+    ("PLAYGROUND_TRAIN_MAX_S", "nan", "train_max_s", 300.0),
+    ("PLAYGROUND_TRAIN_MAX_S", "-5", "train_max_s", 300.0),
+    ("PLAYGROUND_TRAIN_MAX_STEPS", "1.5", "train_max_steps", 5000),
+    ("PLAYGROUND_TRAIN_THREADS", "0", "train_threads", 1),
+    ("PLAYGROUND_TRAIN_QUEUE", "many", "train_queue", 8),
 ])
 def test_an_unusable_value_is_logged_with_the_default_used(name, raw, field, default, caplog):
     caplog.set_level(logging.WARNING, logger="playground.settings")

@@ -342,12 +342,21 @@ def tiled_random_row(n: int, rng: np.random.Generator, min_len: int, max_len: in
     weights/README.md); whole rows of it, in short windows (``--seq-len 64``),
     grow an induction head within minutes. Held-out windows are never changed.
     """
+    seq = random_sequence(rng, min_len, max_len, stream, vocab_size)
+    return np.resize(seq, n)                                                # (n,)
+
+
+def random_sequence(rng: np.random.Generator, min_len: int, max_len: int, stream: np.ndarray,
+                    vocab_size: int) -> np.ndarray:
+    """``(L,)`` int64, ``L`` uniform in ``[min_len, max_len]``: ids uniform over the vocabulary half the
+    time, drawn from ``stream`` (its own frequencies) the other half. The unit :func:`tiled_random_row`
+    repeats, and the app's copying task (:mod:`.tasks`) too."""
     length = int(rng.integers(min_len, max_len + 1))
     if rng.random() < 0.5:
         seq = rng.integers(0, vocab_size, length)
     else:
         seq = stream[rng.integers(0, stream.size, length)]
-    return np.resize(np.asarray(seq, dtype=np.int64), n)                   # (n,)
+    return np.asarray(seq, dtype=np.int64)
 
 
 def validation_windows(sources: Sequence[SourceTokens], context_length: int,

@@ -1,5 +1,5 @@
 """The training loop in four parts: :func:`setup` (data, model, optimizer, resume),
-:func:`step` (one optimizer step), :func:`periodic_eval` (held-out loss, copying,
+:func:`step` (one optimizer step, :mod:`.step`'s, which the app's live runs share), :func:`periodic_eval` (held-out loss, copying,
 heads) and :func:`finish` (full evaluation, weights, plot, summary).
 
 :func:`train` strings them together; the command line (:mod:`.cli`) only parses.
@@ -24,9 +24,10 @@ from ..devices import pick_device
 from ..model import GPTModel
 from .checkpoint import TrainState, find_checkpoint, load_checkpoint, save_checkpoint, start_from
 from .data import BatchSampler, SourceTokens, load_source, parse_weights, validation_windows
-from .evaluate import batch_loss, copy_score, evaluate, head_summary, held_out_passages
+from .evaluate import copy_score, evaluate, head_summary, held_out_passages
 from .loss_plot import write_loss_plot
 from .optim import bf16_available, init_weights, lr_at, make_optimizer
+from .step import apply_step
 from .unlikelihood import unlikelihood_loss
 
 Say = Callable[..., None]
@@ -185,30 +186,24 @@ def setup(args: argparse.Namespace, argv: Sequence[str] | None, say: Say) -> Run
 
 
 def step(run: Run) -> tuple[float, float, float]:
-    """One optimizer step; returns (mean training loss, learning rate, share of greedy tokens in
-    repeated 4-grams for --unlikelihood, else 0)."""
-    args, model, opt = run.args, run.model, run.opt
+    """One optimizer step (:func:`.step.apply_step`); returns (mean training loss, learning rate, share of
+    greedy tokens in repeated 4-grams for --unlikelihood, else 0)."""
+    args, model = run.args, run.model
     lr = lr_at(run.progress(), run.state.step, args.lr, args.min_lr, args.warmup_steps)
-    for group in opt.param_groups:
-        group["lr"] = lr
-    opt.zero_grad(set_to_none=True)
-    loss_sum, share = 0.0, 0.0
-    for _ in range(args.grad_accum):
-        x, y = run.sampler.sample(args.batch_size, run.rng)
-        loss = batch_loss(model, x.to(run.device), y.to(run.device), run.amp)
-        (loss / args.grad_accum).backward()
-        loss_sum += loss.item() / args.grad_accum
-    if run.prefix_sampler is not None:
+    batches = (run.sampler.sample(args.batch_size, run.rng) for _ in range(args.grad_accum))
+
+    def unlikelihood() -> float:
         prefixes, _ = run.prefix_sampler.sample(args.batch_size, run.rng)
         ul, share = unlikelihood_loss(model, prefixes.to(run.device), args.ul_new, amp=run.amp,
                                       own_only=args.ul_own_only)
         (args.unlikelihood * ul).backward()
-    if args.clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-    opt.step()
+        return share
+
+    done = apply_step(model, run.opt, lr, batches, args.grad_accum, device=run.device, amp=run.amp,
+                      clip=args.clip, extra=unlikelihood if run.prefix_sampler is not None else None)
     run.state.step += 1
     run.state.tokens_seen += run.tokens_per_step
-    return loss_sum, lr, share
+    return done.loss, lr, done.extra
 
 
 def log_line(run: Run, lr: float, now: float) -> None:

@@ -9,7 +9,7 @@ import torch
 from ..model import GPTModel
 
 
-def init_weights(model: GPTModel, std: float = 0.02) -> None:
+def init_weights(model: GPTModel, std: float = 0.02, generator: torch.Generator | None = None) -> None:
     """GPT-2 initialisation.
 
     PyTorch's default ``nn.Embedding`` init is N(0, 1): with a tied head that
@@ -24,9 +24,9 @@ def init_weights(model: GPTModel, std: float = 0.02) -> None:
         elif p.ndim == 1:
             torch.nn.init.zeros_(p)
         elif name.endswith(("att.out_proj.weight", "ff.layers.2.weight")):
-            torch.nn.init.normal_(p, 0.0, resid_std)
+            torch.nn.init.normal_(p, 0.0, resid_std, generator=generator)
         else:
-            torch.nn.init.normal_(p, 0.0, std)
+            torch.nn.init.normal_(p, 0.0, std, generator=generator)
 
 
 def make_optimizer(model: GPTModel, lr: float, weight_decay: float,

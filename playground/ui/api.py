@@ -13,6 +13,8 @@ import gradio as gr
 
 from ..batching import Batcher
 from ..inspection.neuron_index import IndexJob
+from ..training.registry import TrainingLine
+from . import validate as v
 from .common import generate_queue, guarded
 from .state import ModelHolder
 from .views import attention as att_view
@@ -24,16 +26,20 @@ from .views import logit_lens as lens_view
 from .views import next_token as next_view
 from .views import parameters as param_view
 from .views import shapes as shape_view
+from .views import train as train_view
 from .views import walkthrough as walk_view
 
 ENDPOINTS = ("generate", "attention", "trace", "params", "logit_lens", "next_token", "surprisal", "ablate",
-             "attribution", "patch", "circuit", "saliency", "neuron", "embeddings", "qk", "walkthrough", "model_info")
+             "attribution", "patch", "circuit", "saliency", "neuron", "embeddings", "qk", "walkthrough", "model_info",
+             "train_start", "train_curves", "train_control")
 
 
-def register(holder: ModelHolder, model_queue: dict[str, Any], batcher: Batcher) -> None:
+def register(holder: ModelHolder, model_queue: dict[str, Any], batcher: Batcher,
+             training: TrainingLine | None = None) -> None:
     """Add the endpoints to the Blocks being built. ``model_queue`` is the shared
     ``concurrency_id``/``concurrency_limit`` of everything that runs the model with hooks;
-    ``/generate`` decodes in ``batcher``'s shared batch, in the queue of the page's Generate."""
+    ``/generate`` decodes in ``batcher``'s shared batch, in the queue of the page's Generate;
+    ``/train_*`` drive runs in ``training``, the Train tab's line."""
 
     def generate(prompt: str, max_new_tokens: int = 50, temperature: float = 1.0, top_k: int = 50,
                  top_p: float = 1.0, seed: int | None = None, alternatives: int = 5,
@@ -154,6 +160,8 @@ def register(holder: ModelHolder, model_queue: dict[str, Any], batcher: Batcher)
                *learned_endpoints(holder), walkthrough):
         gr.api(guarded(fn), api_name=fn.__name__, **model_queue)
     gr.api(guarded(params), api_name="params", concurrency_id="light", concurrency_limit=None)
+    for fn in train_endpoints(training or TrainingLine()):
+        gr.api(guarded(fn), api_name=fn.__name__, concurrency_id="light", concurrency_limit=None)
     gr.api(guarded(model_info), api_name="model_info", concurrency_id="light", concurrency_limit=None)
 
 
@@ -198,6 +206,50 @@ def learned_endpoints(holder: ModelHolder) -> tuple:
         mask, weights (softmax: equals the captured pattern's row)}."""
         return _json(learned_view.qk(holder.require(), prompt, layer, head, query).to_json())
     return saliency, neuron, embeddings, qk
+
+
+def train_endpoints(line: TrainingLine) -> tuple:
+    """Training runs (the Train tab's engine and line; they never touch the loaded model)."""
+
+    def train_start(train_preset: str = "induction-tiny", task: str | None = None, vocab_size: int | None = None,
+                    context_length: int | None = None, emb_dim: int | None = None, n_heads: int | None = None,
+                    n_layers: int | None = None, drop_rate: float | None = None, qkv_bias: bool | None = None,
+                    tie_embeddings: bool | None = None, seed: int | None = None, lr: float | None = None,
+                    train_steps: int | None = None, batch_size: int | None = None, min_len: int | None = None,
+                    max_len: int | None = None, text: str | None = None, text_tokens: int | None = None,
+                    sample_every: int | None = None) -> dict:
+        """Start training the book's GPTModel: the preset `train_preset` (induction-tiny, induction-one-layer,
+        text-tiny, bundled-shape) with any field given here in its place. task "copy": random sequences of
+        min_len..max_len tokens repeated (the induction task); "text": GPT-2 tokens of `text`, or of the bundled
+        corpus sample when `text` is null. One training runs per server; others wait in line ("position").
+        Returns {run_id, status, position}. Read it with /train_curves at least every 2 minutes, or it stops."""
+        given = dict(task=task, vocab_size=vocab_size, context_length=context_length, emb_dim=emb_dim,
+                     n_heads=n_heads, n_layers=n_layers, drop_rate=drop_rate, qkv_bias=qkv_bias,
+                     tie_embeddings=tie_embeddings, seed=seed, lr=lr, train_steps=train_steps, batch_size=batch_size,
+                     min_len=min_len, max_len=max_len, text_tokens=text_tokens, sample_every=sample_every)
+        values = {**train_view.preset_values(train_preset), **{k: x for k, x in given.items() if x is not None}}
+        if text is not None:
+            values.update(text=text, text_source="yours")
+        spec = train_view.check_spec(line, *(values[f] for f in train_view.FIELDS))
+        run = train_view.start(line, spec)
+        return {"run_id": run.id, "status": run.status, "position": line.position(run)}
+
+    def train_curves(run_id: str, since: int = 0) -> dict:
+        """A run's state and record: {run_id, status (waiting, running, paused, stopped, finished, failed),
+        message, position, step, total_steps, seconds, curves: {step, seconds, loss, first_copy, repeats} (per
+        step after step `since`; first_copy/repeats: copying only, the loss on the first copy and on the copies
+        after it), probe_steps, previous_token and induction ([probe][layer][head], the Attention tab's scores on
+        a fixed probe), phase_change ({step, seconds}: the running mean of 20 losses on the copies fell below
+        ln(V)/2 after sitting near ln V), samples, settings, parameters}."""
+        run = train_view.find(line, run_id)
+        since = v.whole(since, "since", 0, 10**9, default=0)
+        return {**train_view.curves_data(run, since), "position": line.position(run)}
+
+    def train_control(run_id: str, action: str) -> dict:
+        """`action`: "pause", "resume" or "stop" the run. Returns {run_id, status, step}."""
+        run = train_view.control(line, run_id, action)
+        return {"run_id": run.id, "status": run.status, "step": run.step}
+    return train_start, train_curves, train_control
 
 
 def _json(text: str) -> dict:

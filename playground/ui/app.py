@@ -16,6 +16,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from ..batching import Batcher
+from ..training.registry import TrainingLine
 from ..config import PRESETS
 from ..paths import WEIGHTS_DIR
 from . import api, deckbar, deeplink, nav
@@ -27,7 +28,7 @@ from .i18n import LANG_CHOICES, SWITCH_JS, current_lang, has_own_headers, lang_o
 from .linking import LinkApplier, badge_text
 from .state import ModelHolder
 from .tabs import (attention, circuits, embeddings, experiments, generate, logit_lens, model, neurons, next_token,
-                   parameters, saliency, shapes, talk, walkthrough)
+                   parameters, saliency, shapes, talk, train, walkthrough)
 from .tabs.group import GroupModule
 from .theme import ABSOLUTE_LINK_JS, TOGGLE_PRESENTATION_JS
 from .views import attention as att_view
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # Every view module the top bar places (nav.GROUPS says where; a module it does not name gets a tab at the end).
 MODULES = {m.TAB_ID: m for m in (generate, attention, walkthrough, shapes, logit_lens, next_token, parameters,
-                                  experiments, neurons, embeddings, model, talk)}
+                                  experiments, neurons, embeddings, train, model, talk)}
 
 
 def top_modules(modules: dict[str, Any]) -> tuple:
@@ -104,13 +105,15 @@ def _wire_language(demo: gr.Blocks, loaded: Any, switched: Any) -> None:
 
 
 def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_model_change: bool = True,
-               queue_size: int = 64, max_upload_mb: int | None = None, batcher: Batcher | None = None) -> gr.Blocks:
+               queue_size: int = 64, max_upload_mb: int | None = None, batcher: Batcher | None = None,
+               training: TrainingLine | None = None) -> gr.Blocks:
     """The whole app around ``holder``'s model. Launch with ``theme.launch_kwargs()`` (the same
     ``max_upload_mb``, default ``$PLAYGROUND_MAX_UPLOAD_MB`` or 1024). Generations decode together in
     ``batcher`` (default: one with the settings of ``$PLAYGROUND_MAX_BATCH`` and the others, see
-    :meth:`Batcher.from_env`)."""
+    :meth:`Batcher.from_env`); the Train tab's runs go through ``training`` (default: the default caps,
+    see ``playground.settings``)."""
     ctx = AppContext(holder, weights_dir, allow_model_change, max_upload_mb or v.upload_limit_mb(),
-                     batcher or Batcher.from_env())
+                     batcher or Batcher.from_env(), training=training or TrainingLine())
     # After each load, in the background: the head scores on random tokens (the Attention tab's first view and
     # the page load need them), then one pass of each kind the views run.
     for prepare in (att_view.random_scores, warm_up):
@@ -119,6 +122,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
 
     with gr.Blocks(title="GPT-2 Playground", delete_cache=(3600, 3600)) as demo:
         copy_link, add_view, link_box, current_tab, bar = _header(ctx)
+        ctx.current_tab = current_tab
 
         # "wrap", not Gradio's "⋯" menu: it measures the bar once, before presentation mode enlarges the page,
         # and then hides the last tabs behind a menu a room cannot see.
@@ -129,7 +133,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
             built.update(built[parent.TAB_ID].children)
         gen, att = built[generate.TAB_ID], built[attention.TAB_ID]
         for m in TAB_MODULES + CHILD_MODULES:
-            if m not in (model, talk):
+            if m not in (model, talk, train):
                 m.wire(built[m.TAB_ID], ctx)
 
         # ------------------------------------------------------------------ cross-tab wiring
@@ -146,8 +150,10 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
                 for layer in layer_only:
                     update[layer] = gr.update(maximum=max(cfg.n_layers - 1, 1))
             return update
-        model.wire(built[model.TAB_ID], ctx, [ctx.badge] + [c for pair in sliders for c in pair] + layer_only,
-                   on_loaded)
+        after_load = [ctx.badge] + [c for pair in sliders for c in pair] + layer_only
+        model.wire(built[model.TAB_ID], ctx, after_load, on_loaded)
+        train.wire(built[train.TAB_ID], ctx, after_load, on_loaded)       # "Use this model" loads as the Model tab
+        demo.unload(train.unload(ctx))
 
         # The other tabs' prompts follow the Generate prompt (in the browser, no server round trip).
         own_texts = {neurons.TAB_ID, embeddings.TAB_ID, saliency.TAB_ID}      # texts chosen to show their effect
@@ -218,7 +224,7 @@ def build_demo(holder: ModelHolder, *, weights_dir: Path = WEIGHTS_DIR, allow_mo
 
         with gr.Accordion("Glossary", open=False, elem_id="glossary"):
             gr.Markdown(glossary_markdown())
-        api.register(holder, MODEL_QUEUE, ctx.batcher)
+        api.register(holder, MODEL_QUEUE, ctx.batcher, ctx.training)
         _wire_language(demo, loaded, switched)
 
     demo.queue(max_size=queue_size, default_concurrency_limit=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import logging
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ from ..examples import EXAMPLE_PROMPTS
 from ..inspection.inputs import visible
 from ..tokenizer import get_tokenizer
 from ..batching import Batcher
+from ..training.registry import TrainingLine
 from .i18n import current_lang, tr, tr_outputs
 from .state import ModelHolder, Snapshot
 from .validate import InputError
@@ -53,7 +55,9 @@ class AppContext:
     allow_model_change: bool
     upload_mb: int
     batcher: Batcher = field(default_factory=Batcher)  # every generation decodes in its shared batch
+    training: TrainingLine = field(default_factory=TrainingLine)   # the server's one training at a time
     present: gr.Checkbox | None = None       # the header's presentation-mode switch
+    current_tab: gr.Textbox | None = None    # the header's hidden field naming the open tab
     lang: gr.Radio | None = None             # the header's language switch ("en" / "zh")
     badge: gr.Markdown | None = None         # the header's model line
 
@@ -234,14 +238,33 @@ class LRU:
 
 # =========================================================================== prompts
 
+_ID_LIST = re.compile(r"\s*\d+(?:[\s,]+\d+)*\s*")
+
+
 def encode(snap: Snapshot, text: str) -> list[int]:
-    """Token ids of ``text``; ids the loaded model does not know are a plain error."""
-    ids = get_tokenizer().encode(text)
+    """Token ids of ``text``; ids the loaded model does not know are a plain error. A model with a smaller
+    vocabulary than GPT-2's (one trained in the Train tab on the copying task) reads its prompt as token ids
+    when it is only numbers (``5 17 42 5 17 42``): GPT-2's tokens of ordinary text are beyond it."""
+    tok = get_tokenizer()
     vocab = snap.model.cfg.vocab_size
+    small = vocab < tok.n_vocab
+    if small and _ID_LIST.fullmatch(text):
+        ids = [int(x) for x in re.findall(r"\d+", text)]
+        bad = next((i for i in ids if i >= vocab), None)
+        if bad is not None:
+            raise InputError(f"This model knows only {vocab:,} different tokens (ids 0 to {vocab - 1:,}); "
+                             f"{bad:,} is not one of them.")
+        return ids
+    ids = tok.encode(text)
     bad = next((i for i in ids if i >= vocab), None)
     if bad is not None:
+        shown = visible(tok.token_text(bad))
+        if small:
+            raise InputError(f"This model knows only {vocab:,} different tokens, and your text uses token {bad:,} "
+                             f"({shown!r}). Write the prompt as token ids from 0 to {vocab - 1:,} instead, e.g. "
+                             f"5 17 42 5 17 42.")
         raise InputError(f"This model knows only {vocab:,} different tokens, and your text uses token "
-                         f"{bad:,} ({visible(get_tokenizer().token_text(bad))!r}). Try plainer text.")
+                         f"{bad:,} ({shown!r}). Try plainer text.")
     return ids
 
 

@@ -12,24 +12,26 @@ never an error: a mistyped link still opens the app); :func:`build` does the rev
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 from urllib.parse import urlencode
 
 from ..config import PRESETS
 from ..inspection.walkthrough import STEP_IDS
+from ..training.live_spec import PRESETS as TRAIN_PRESETS
 from .i18n import clean_lang
 
 TABS = ("generate", "attention", "shapes", "walkthrough", "parameters", "logit-lens", "next-token", "experiments",
         "surprisal", "ablate", "attribute", "patch", "compare", "circuit", "saliency", "learned", "neurons",
-        "embeddings", "model", "talk")
+        "embeddings", "train", "model", "talk")
 TAB_ALIASES = {"shape": "shapes", "trace": "shapes", "params": "parameters", "lens": "logit-lens",
                "logit_lens": "logit-lens", "logitlens": "logit-lens", "next": "next-token",
                "next_token": "next-token", "nexttoken": "next-token", "gen": "generate", "step": "walkthrough",
                "steps": "walkthrough", "step-by-step": "walkthrough", "tour": "walkthrough", "circuits": "circuit",
                "neuron": "neurons", "embedding": "embeddings", "pca": "embeddings", "ablation": "ablate",
                "attribution": "attribute", "dla": "attribute", "patching": "patch", "comparison": "compare",
-               "deck": "talk", "slides": "talk"}
+               "deck": "talk", "slides": "talk", "training": "train", "learn": "train"}
 VIEWS = ("head", "layer", "aggregate")
 VIEW_ALIASES = {"single": "head", "single head": "head", "heads": "layer", "all": "layer",
                 "all heads": "layer", "mean": "aggregate", "max": "aggregate", "mean & max": "aggregate"}
@@ -101,6 +103,15 @@ def _names(names: tuple[str, ...]) -> Callable[[Any], list[str] | None]:
     return parse
 
 
+def head_name(value: Any) -> str | None:
+    """The Train tab's head on show: ``best-induction``, ``best-previous`` or ``L1H2``."""
+    text = str(value).strip()
+    if text.lower() in ("best-induction", "best-previous"):
+        return text.lower()
+    m = re.fullmatch(r"[Ll](\d{1,3})[Hh](\d{1,3})", text)
+    return f"L{int(m.group(1))}H{int(m.group(2))}" if m else None
+
+
 def _step(value: Any) -> int | None:
     """A walkthrough step by number (0-based) or by id (``attn_weights``)."""
     if isinstance(value, str) and value.strip().lower() in STEP_IDS:
@@ -133,6 +144,12 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "dims": _int(2, 3), "method": _choice(("integrated_gradients", "gradient_x_input"),
                                          {"ig": "integrated_gradients", "gxi": "gradient_x_input"}),
     "steps": _int(1, 256),
+    "train_preset": _choice(tuple(TRAIN_PRESETS)), "task": _choice(("copy", "text"), {"copying": "copy",
+                                                                                      "induction": "copy"}),
+    "drop_rate": _real(0.0, 0.9), "lr": _real(0.0, 1.0, lo_open=True), "train_steps": _int(1, 1_000_000),
+    "batch_size": _int(1, 512), "min_len": _int(1, 512), "max_len": _int(1, 512),
+    "text_source": _choice(("corpus", "yours")), "text": _prompt, "text_tokens": _int(1, 200_000),
+    "sample_every": _int(1, 10_000), "train_head": head_name,
 }
 # What "Copy link" writes for each tab (the tab's controls, as the API names them).
 TAB_FIELDS: dict[str, tuple[str, ...]] = {
@@ -155,6 +172,9 @@ TAB_FIELDS: dict[str, tuple[str, ...]] = {
     "learned": (),
     "neurons": ("prompt", "layer", "neuron", "position"),
     "embeddings": ("prompt", "embedding", "lists", "neighbours", "words", "dims"),
+    "train": ("train_preset", "task", "vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate",
+              "qkv_bias", "tie_embeddings", "seed", "lr", "train_steps", "batch_size", "min_len", "max_len",
+              "text_source", "text", "text_tokens", "sample_every", "train_head"),
     "model": (),
     "talk": (),
 }

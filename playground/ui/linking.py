@@ -15,7 +15,7 @@ import gradio as gr
 from ..config import PRESETS
 from . import deeplink
 from .common import AppContext
-from .tabs import attention, generate, model, neurons, parameters, walkthrough
+from .tabs import attention, generate, model, neurons, parameters, train, walkthrough
 from .views import attention as att_view
 from .views import model as model_view
 
@@ -59,7 +59,9 @@ class LinkApplier:
              b[model.TAB_ID].card, b[neurons.TAB_ID].layer, b[neurons.TAB_ID].neuron,
              b[attention.TAB_ID].layer, b[attention.TAB_ID].head, b[walkthrough.TAB_ID].layer,
              b[walkthrough.TAB_ID].head] + [comp for _, _, comp in self.link_fields]
-            + b[parameters.TAB_ID].outputs()))
+            + b[parameters.TAB_ID].outputs()
+            + ([b[train.TAB_ID].params, b[train.TAB_ID].loss, b[train.TAB_ID].head_choice]
+               if train.TAB_ID in b else [])))
 
     def updates(self, link: deeplink.Link, lang: str, *, page_load: bool = True,
                 present_on: bool | None = None) -> dict:
@@ -97,6 +99,8 @@ class LinkApplier:
                 update[comp] = values[name] if name in values else comp.value
             elif name == "prompt" and comp in self.following and name in values and page_load:
                 update[comp] = values[name]       # (a deck's step leaves the views it does not show alone)
+        if tab == train.TAB_ID and tab in b:       # its preset under the values the link names
+            update.update(train.on_link(b[tab], values, link.present))
         self._fit_sliders(update, tab, values, snap, cfg, page_load)
         return update
 
