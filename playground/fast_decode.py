@@ -41,6 +41,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from . import background
 from .kv_cache import FusedKVCache
 from .model import GPTModel
 from .packed_linear import DEFAULT_PRECISION, PRECISIONS, PackedLinear
@@ -340,9 +341,7 @@ def prepare_in_background(model: GPTModel, precisions: "tuple[str, ...]" = (DEFA
     def work() -> None:
         for p in precisions:
             fast_weights(model, p)
-    thread = threading.Thread(target=work, name="prepare-fast-weights", daemon=True)
-    thread.start()
-    return thread
+    return background.start(work, "prepare-fast-weights")
 
 
 def ready_fast_weights(model: GPTModel, precision: str = DEFAULT_PRECISION) -> FastWeights | None:

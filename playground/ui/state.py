@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import torch
 
+from .. import background
 from ..fast_decode import prepare_in_background, prepared_kernels
 from ..packed_linear import layouts_missing
 from ..kernel_choice import cpu_name
@@ -175,7 +176,7 @@ class ModelHolder:
                     log.error("preparing %s for the views failed (they will compute it on first need)",
                               getattr(fn, "__name__", fn), exc_info=True)
         if self.after_load:
-            threading.Thread(target=work, name="prepare-views", daemon=True).start()
+            background.start(work, "prepare-views")
 
     def ensure_loaded(self) -> Snapshot | None:
         """The current snapshot, trying the default file once if nothing is loaded yet.
