@@ -63,6 +63,8 @@ class PeerSections:
             self.summary.append(MISSING)
             return
         ours, raw = pair.ours, {}
+        from playground.fast_decode import fast_weights
+        fast_weights(ours, "fp32")          # as the app does when it loads a model (in the background)
         everything = list(hook_points(ours))
 
         def row(what: str, n: int, mine: Callable[[], Any], theirs: Callable[[], Any], reps: int) -> None:
@@ -99,7 +101,8 @@ class PeerSections:
         row("head ablation (L5H3), logits", 12, ours_ablation, tl_ablation, self.reps)
         self._peer_patching(pair, bridge, row, raw)
         t.note = ("Both on the same random gpt2 (124M) weights, fp32, this machine's threads; interleaved runs, "
-                  "medians. Ours: `playground.inspection` (`capture_attention`; `hooks.capture` of every hook "
+                  "medians. Ours: `playground.inspection` with the fast decoder's fp32 weights prepared, as the app "
+                  "prepares them when it loads a model (`capture_attention`; `hooks.capture` of every hook "
                   "point; `ablated` with the last position's logits; `patch_residual`). TransformerLens: "
                   "`run_with_cache` (names filtered to `hook_pattern`; everything), `run_with_hooks` zeroing "
                   "`hook_z`'s head (full logits), `patching.get_act_patch_resid_pre`. Fed token ids.")

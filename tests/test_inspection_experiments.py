@@ -346,13 +346,18 @@ def test_batched_and_one_by_one_patching_agree(model):
     json.dumps(batched.data())
 
 
-@pytest.mark.parametrize("rows", [None, 1, 4])
-def test_patching_from_the_corrupted_cache_equals_whole_forwards(rows, clean_acts):
+@pytest.mark.parametrize("rows, fast", [(None, False), (1, False), (4, False), (None, True), (2, True)])
+def test_patching_from_the_corrupted_cache_equals_whole_forwards(rows, fast, clean_acts):
     """The packed suffix passes (blocks from the patched layer, positions from the patched one, keys and values
     before it from the corrupted run) give every cell of the whole-forward grid, on 4 layers with qkv bias."""
     cfg = GPTConfig(vocab_size=97, context_length=32, emb_dim=48, n_heads=6, n_layers=4, drop_rate=0.0,
                     qkv_bias=True)
     m = make_model(cfg, seed=3)
+    if fast:                                                  # the suffix passes on the fast decoder's weights
+        from playground.fast_decode import fast_weights
+        from playground.inspection.suffix_patch import fast_weights_for
+        fast_weights(m, "fp32")
+        assert fast_weights_for(m) is not None
     clean = [5, 17, 3, 88, 41, 9, 60, 23, 7, 7, 2, 90]
     corrupt = [5, 17, 3, 88, 41, 9, 61, 23, 8, 7, 2, 90]     # agree up to position 5
     fast = patch_residual(m, clean, corrupt, TARGET, DISTRACTOR, batch_size=rows)

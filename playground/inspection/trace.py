@@ -13,6 +13,7 @@ into one kernel with the same result.
 """
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
@@ -20,6 +21,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from ..config import GPTConfig
 from ..model import GPTModel
 from .export import dumps, rows_to_csv
 from .inputs import LabelFn, TokenInput, TokenizerLike, eval_mode, prepare, this_thread_only
@@ -212,13 +214,21 @@ def _record_shapes(modules: dict[str, nn.Module]) -> Iterator[dict[str, tuple[in
             h.remove()
 
 
-def _shape_twin(model: GPTModel) -> GPTModel | None:
-    """A model of the same class and config on the meta device (no memory, no arithmetic), or None when
-    ``model``'s modules are not its class's own (then only the real pass shows what it does)."""
+@functools.lru_cache(maxsize=4)
+def _meta_model(cls: type, cfg: GPTConfig) -> GPTModel | None:
     try:
         with torch.device("meta"):
-            twin = type(model)(model.cfg).eval()
+            return cls(cfg).eval()
     except Exception:                                   # a subclass with another constructor
+        return None
+
+
+def _shape_twin(model: GPTModel) -> GPTModel | None:
+    """A model of the same class and config on the meta device (no memory, no arithmetic; built once per
+    config), or None when ``model``'s modules are not its class's own (then only the real pass shows what it
+    does)."""
+    twin = _meta_model(type(model), model.cfg)
+    if twin is None:
         return None
     ours = [(name, type(m)) for name, m in model.named_modules()]
     return twin if ours == [(name, type(m)) for name, m in twin.named_modules()] else None
