@@ -122,8 +122,9 @@ def direct_logit_attribution(model: GPTModel, tokens: TokenInput, target_id: int
     with eval_mode(model), hooks(model, {k: this_thread_only(keep) for k in names}):
         logits = model(prep.ids, last_only=True)[0, -1].double()               # (V,)
 
-    W_U = model.out_head.weight.double()                                     # (V, E)
-    direction = W_U[target_id] if distractor_id is None else W_U[target_id] - W_U[distractor_id]  # (E,)
+    W_U = model.out_head.weight                                              # (V, E): only two rows in float64
+    direction = (W_U[target_id].double() if distractor_id is None
+                 else W_U[target_id].double() - W_U[distractor_id].double())  # (E,)
     actual = float(logits[target_id] - (logits[distractor_id] if distractor_id is not None else 0.0))
 
     parts = [last["hook_embed"]]
