@@ -345,10 +345,12 @@ def prepare_in_background(model: GPTModel, precisions: "tuple[str, ...]" = (DEFA
 
 
 def ready_fast_weights(model: GPTModel, precision: str = DEFAULT_PRECISION) -> FastWeights | None:
-    """The prepared weights of ``model`` in ``precision`` if they are ready and current; builds nothing."""
+    """The prepared weights of ``model`` in ``precision`` if they are ready, current and give what the model's
+    own forward gives (:func:`fast_path_allowed`, the model in that dtype); builds nothing."""
     with _lock:
         fw = _prepared.get(model, {}).get(precision)
-    return fw if fw is not None and fw.fingerprint == _fingerprint(model) else None
+    ok = fw is not None and fw.dtype == model.dtype and fw.fingerprint == _fingerprint(model)
+    return fw if ok and fast_path_allowed(model) else None
 
 
 def prepared_kernels(model: GPTModel) -> dict[str, dict[str, str]]:

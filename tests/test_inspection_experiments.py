@@ -197,12 +197,12 @@ def test_ablation_on_the_fast_decoders_weights_equals_the_hooked_model():
     """With the fp32 fast weights prepared, both continuations run on them (row 1 edited as the hooks edit):
     the same top tokens, KL and greedy ids as through the hooks, for heads and MLPs, and the same refusals."""
     from playground.fast_decode import fast_weights
-    from playground.inspection.fast_ablation import fast_greedy_pair
+    from playground.inspection.fast_ablation import fast_pair_forward
     m = make_model(SMALL, seed=4)
     hooked = [ablate(m, IDS, heads, mlps, continue_tokens=8) for heads, mlps in (([(0, 1), (1, 3)], [0]),
                                                                                   ([(1, 0)], []), ([], [1]))]
     fast_weights(m, "fp32")
-    assert fast_greedy_pair(m, torch.tensor([IDS]), 3, [(1, 0)], []) is not None     # the fast path is taken
+    assert fast_pair_forward(m, len(IDS) + 3, [(1, 0)], []) is not None              # the fast path is taken
     fast = [ablate(m, IDS, heads, mlps, continue_tokens=8) for heads, mlps in (([(0, 1), (1, 3)], [0]),
                                                                                 ([(1, 0)], []), ([], [1]))]
     for a, b in zip(hooked, fast):
@@ -355,9 +355,9 @@ def test_patching_from_the_corrupted_cache_equals_whole_forwards(rows, fast, cle
     m = make_model(cfg, seed=3)
     if fast:                                                  # the suffix passes on the fast decoder's weights
         from playground.fast_decode import fast_weights
-        from playground.inspection.suffix_patch import fast_weights_for
+        from playground.fast_decode import ready_fast_weights
         fast_weights(m, "fp32")
-        assert fast_weights_for(m) is not None
+        assert ready_fast_weights(m, "fp32") is not None
     clean = [5, 17, 3, 88, 41, 9, 60, 23, 7, 7, 2, 90]
     corrupt = [5, 17, 3, 88, 41, 9, 61, 23, 8, 7, 2, 90]     # agree up to position 5
     fast = patch_residual(m, clean, corrupt, TARGET, DISTRACTOR, batch_size=rows)

@@ -16,14 +16,14 @@ import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
 from ..hooks import hooks
 from ..model import GPTModel
 from .export import dumps
-from .fast_ablation import fast_greedy_pair
+from .fast_ablation import fast_pair_forward
 from .inputs import (LabelFn, TokenInput, TokenizerLike, eval_mode, join_notes, make_label_fn, prepare,
                      this_thread_only)
 
@@ -179,18 +179,21 @@ def greedy(model: GPTModel, ids: torch.Tensor, n: int) -> tuple[torch.Tensor, li
     Prefill once, then one token per row and step through the KV cache; any hooks
     attached fire on every step. ``T + n`` must fit the context.
     """
-    b = ids.shape[0]
-    if n == 0:
-        return model(ids, last_only=True)[:, -1].float(), [[] for _ in range(b)]
-    cache = model.new_cache(b, ids.shape[1] + n)
-    logits = model(ids, cache, last_only=True)[:, -1].float()                # (B, V)
+    cache = model.new_cache(ids.shape[0], ids.shape[1] + n)
+    return greedy_with(lambda x: model(x, cache, last_only=True)[:, -1].float(), ids, n)
+
+
+def greedy_with(forward: Callable[[torch.Tensor], torch.Tensor], ids: torch.Tensor, n: int
+                ) -> tuple[torch.Tensor, list[list[int]]]:
+    """:func:`greedy` with any ``forward``: ``(B, T)`` ids continuing its own cache -> ``(B, V)`` logits."""
+    logits = forward(ids)                                                     # (B, V)
     first, out = logits, []
     for step in range(n):
         nxt = torch.argmax(logits, dim=-1)                                    # (B,)
         out.append(nxt.tolist())
         if step < n - 1:
-            logits = model(nxt.unsqueeze(1), cache)[:, -1].float()
-    return first, [list(row) for row in zip(*out)] if out else [[] for _ in range(b)]
+            logits = forward(nxt.unsqueeze(1))
+    return first, [list(row) for row in zip(*out)] if out else [[] for _ in range(ids.shape[0])]
 
 
 @torch.inference_mode()
@@ -220,12 +223,14 @@ def ablate(model: GPTModel, tokens: TokenInput, heads: Sequence[Head] = (), mlps
         note = join_notes(note, "Nothing ablated: before and after are the same model.")
     # Intact and ablated side by side, one batch of two rows (row 1 ablated): one pass over the weights per
     # step for both continuations; on the fast decoder's weights when they are ready.
+    pair = prep.ids.expand(2, -1)
     with eval_mode(model):
-        fast = fast_greedy_pair(model, prep.ids, n, heads, mlps)
-        if fast is None:
+        fast = fast_pair_forward(model, prep.n_tokens + n, heads, mlps)
+        if fast is not None:
+            logits, (ids_before, ids_after) = greedy_with(fast, pair, n)
+        else:
             with ablated(model, heads, mlps, rows=slice(1, 2)):
-                fast = greedy(model, prep.ids.expand(2, -1), n)
-    logits, (ids_before, ids_after) = fast
+                logits, (ids_before, ids_after) = greedy(model, pair, n)
     logits_before, logits_after = logits[0], logits[1]
     label = make_label_fn(model, tokenizer, label_fn)
 

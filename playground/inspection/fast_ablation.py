@@ -8,23 +8,21 @@ zeroed before ``out_proj``, the ablated MLPs' outputs zeroed. Same numbers up to
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from ..fast_decode import fast_path_allowed, ready_fast_weights
+from ..fast_decode import ready_fast_weights
 from ..model import GPTModel
 
 Head = tuple[int, int]
 
 
-@torch.inference_mode()
-def fast_greedy_pair(model: GPTModel, ids: torch.Tensor, n: int, heads: Sequence[Head], mlps: Sequence[int]
-                     ) -> tuple[torch.Tensor, list[list[int]]] | None:
-    """For ``ids (1, T)``: last-position logits ``(2, V)`` (row 0 intact, row 1 ablated) and each row's ``n``
-    greedy tokens; None when the fp32 fast weights are not ready or the model's own forward would differ."""
-    if model.dtype != torch.float32 or not fast_path_allowed(model):
-        return None
+def fast_pair_forward(model: GPTModel, max_len: int, heads: Sequence[Head], mlps: Sequence[int]
+                      ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A forward for batches of two rows, row 0 intact and row 1 ablated, continuing its own cache of
+    ``max_len`` positions: ``ids (2, T)`` -> last-position logits ``(2, V)``. None when the fp32 fast weights
+    are not ready or the model's own forward would differ."""
     fw = ready_fast_weights(model, "fp32")
     if fw is None:
         return None
@@ -44,13 +42,5 @@ def fast_greedy_pair(model: GPTModel, ids: torch.Tensor, n: int, heads: Sequence
         if i in zeroed:
             out.view(2, -1, e)[1] = 0
         return out
-    pair = ids.expand(2, -1)
-    cache = fw.new_cache(2, ids.shape[1] + max(n, 1))
-    logits = fw.forward(pair, cache, z_edit, ff_edit if zeroed else None)          # (2, V)
-    first, steps = logits, []
-    for step in range(n):
-        nxt = torch.argmax(logits, dim=-1)                                          # (2,)
-        steps.append(nxt.tolist())
-        if step < n - 1:
-            logits = fw.forward(nxt.unsqueeze(1), cache, z_edit, ff_edit if zeroed else None)
-    return first, [list(row) for row in zip(*steps)] if steps else [[], []]
+    cache = fw.new_cache(2, max_len)
+    return lambda ids: fw.forward(ids, cache, z_edit, ff_edit if zeroed else None)

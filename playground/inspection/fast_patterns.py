@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..fast_decode import fast_path_allowed, ready_fast_weights
+from ..fast_decode import ready_fast_weights
 from ..model import GPTModel
 
 
@@ -27,8 +27,6 @@ def fast_patterns(model: GPTModel, ids: torch.Tensor, layers: Sequence[int], out
     """Fill ``out (len(layers), H, T, T)`` with the patterns of ``layers`` (ascending) for ``ids (1, T)`` and
     return True; False (``out`` untouched) when the fp32 fast weights are not ready or the model's own
     forward would differ (training mode, hooks attached, forced explicit attention, not float32)."""
-    if model.dtype != torch.float32 or not fast_path_allowed(model):
-        return False
     fw = ready_fast_weights(model, "fp32")
     if fw is None:
         return False

@@ -24,19 +24,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..fast_decode import FastLayer, FastWeights, fast_path_allowed, ready_fast_weights
+from ..fast_decode import FastLayer, ready_fast_weights
 from ..hooks import hooks
 from ..model import GPTModel, TransformerBlock
 from .inputs import StopForward, eval_mode, this_thread_only
 
 PACKED_BUDGET_BYTES = 256 << 20    # one chunk's attention scores and MLP hidden layer, roughly
-
-
-def fast_weights_for(model: GPTModel) -> FastWeights | None:
-    """The fast decoder's fp32 weights of ``model`` when they are ready and its own forward is plain."""
-    if model.dtype != torch.float32 or not fast_path_allowed(model):
-        return None
-    return ready_fast_weights(model, "fp32")
 
 
 @dataclass(frozen=True)
@@ -134,7 +127,7 @@ def patch_layer(model: GPTModel, cache: Cache, layer: int, positions: list[int],
     x[firsts] = patched.to(x.dtype)
     lasts = (torch.cumsum(torch.tensor(lengths), 0) - 1).to(device)                            # (R,)
     n = model.cfg.n_layers
-    fw = fast_weights_for(model)
+    fw = ready_fast_weights(model, "fp32")
     for l in range(layer, n):
         rows = lasts if l == n - 1 else None
         if fw is not None:
