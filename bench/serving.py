@@ -2,6 +2,7 @@
 ``/generate`` through Gradio's HTTP API (:mod:`bench.load`, :mod:`bench.load_scaling`)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = [
@@ -93,12 +94,11 @@ class Server:
         self.log.close()
 
 
-def read_stream(lines: Iterable[str], clock: Callable[[], float] = time.perf_counter) -> tuple[float | None, dict]:
-    """``(clock() when the first token's message came, or None; the last message)`` of one call's
-    server-sent events (``event: generating|complete|error|heartbeat`` lines, each followed by its
-    ``data:`` line). Heartbeats (every 15 s while a request waits) are not messages of the call;
-    an error event raises its text; a stream without its final record raises."""
-    first, last, event = None, None, None
+def messages(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """``(event, payload)`` of each message of one call's server-sent events (``event:
+    generating|complete|error|heartbeat`` lines, each followed by its ``data:`` line), up to the complete one.
+    Heartbeats (every 15 s while a request waits) are not messages of the call; an error event raises its text."""
+    event = None
     for line in lines:
         if line.startswith("event:"):
             event = line[6:].strip()
@@ -106,41 +106,68 @@ def read_stream(lines: Iterable[str], clock: Callable[[], float] = time.perf_cou
             payload = json.loads(line[5:])
             if event == "error":
                 raise RuntimeError(payload.get("error") if isinstance(payload, dict) else str(payload))
-            if first is None:
-                first = clock()
-            last = payload[0] if isinstance(payload, list) and payload else payload
+            yield event, payload
             if event == "complete":
-                break
+                return
+
+
+def read_stream(lines: Iterable[str], clock: Callable[[], float] = time.perf_counter) -> tuple[float | None, dict]:
+    """``(clock() when the first token's message came, or None; the last message)`` of one call's
+    :func:`messages`; a stream without its final record raises."""
+    first, last = None, None
+    for _, payload in messages(lines):
+        if first is None:
+            first = clock()
+        last = payload[0] if isinstance(payload, list) and payload else payload
     if not (isinstance(last, dict) and last.get("done")):
         raise RuntimeError("the stream ended without its final message")
     return first, last
 
 
-class GenerateCaller:
-    """Streams ``/generate`` through Gradio's documented HTTP API: ``POST /gradio_api/call/generate``,
-    then that event's server-sent messages, on one kept-alive connection.
+class ApiCaller:
+    """Calls endpoints through Gradio's documented HTTP API: ``POST /gradio_api/call/NAME``, then that
+    event's server-sent messages, on one kept-alive connection.
 
-    Not ``gradio_client`` for this endpoint: every ``submit`` there builds new HTTP clients with
-    fresh TLS contexts (even for http://), which measured most of the 0.3 core the clients took
-    from the two cores they share with the server; this costs a few lines of parsing a message.
+    Not ``gradio_client``: every ``submit`` there builds new HTTP clients with fresh TLS contexts (even
+    for http://), which measured most of the 0.3 core the clients took from the two cores they share
+    with the server; this costs a few lines of parsing a message.
     """
 
     def __init__(self, url: str, timeout: float = 600) -> None:
         import httpx
         self.http = httpx.Client(base_url=url, timeout=timeout)
 
+    @contextlib.contextmanager
+    def lines(self, name: str, data: list[Any]) -> Iterator[Iterator[str]]:
+        """The lines of one call's server-sent events."""
+        reply = self.http.post(f"/gradio_api/call/{name}", json={"data": data})
+        if reply.status_code != 200:
+            raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:200]}")
+        with self.http.stream("GET", f"/gradio_api/call/{name}/{reply.json()['event_id']}") as stream:
+            yield stream.iter_lines()
+
+    def call(self, name: str, data: list[Any]) -> Any:
+        """The complete message's data of one call; raises the server's error, or when the stream ended
+        without it."""
+        with self.lines(name, data) as lines:
+            for event, payload in messages(lines):
+                if event == "complete":
+                    return payload
+        raise RuntimeError(f"{name}: the stream ended without its result")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class GenerateCaller(ApiCaller):
+    """Streams ``/generate``."""
+
     def __call__(self, *data: Any) -> tuple[float | None, dict]:
         """``(perf_counter() when the first message came, or None; the last message)`` of one call
         with the endpoint's arguments ``data``; raises the server's error (its text), or when the
         stream ended without its final message."""
-        reply = self.http.post("/gradio_api/call/generate", json={"data": list(data)})
-        if reply.status_code != 200:
-            raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:200]}")
-        with self.http.stream("GET", f"/gradio_api/call/generate/{reply.json()['event_id']}") as stream:
-            return read_stream(stream.iter_lines())
-
-    def close(self) -> None:
-        self.http.close()
+        with self.lines("generate", list(data)) as lines:
+            return read_stream(lines)
 
 
 def percentile(values: list[float], q: float) -> float:

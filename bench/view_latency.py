@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from bench.serving import ROOT, Server
+from bench.serving import ROOT, ApiCaller, Server
 
 SHORT_TOKENS, LONG_TOKENS = 12, 600
 GENERATED = 32
@@ -68,32 +68,6 @@ def prompts(n: int, count: int) -> list[str]:
     return [tok.decode(ids[k * step:k * step + n]) for k in range(count)]
 
 
-class Caller:
-    """One endpoint call through Gradio's documented HTTP API (``POST /gradio_api/call/NAME``, then its
-    server-sent events), on a kept-alive connection; returns the last message's data, raises its error."""
-
-    def __init__(self, url: str, timeout: float = 600) -> None:
-        import httpx
-        self.http = httpx.Client(base_url=url, timeout=timeout)
-
-    def __call__(self, name: str, data: list[Any]) -> Any:
-        reply = self.http.post(f"/gradio_api/call/{name}", json={"data": data})
-        if reply.status_code != 200:
-            raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:200]}")
-        event, last = None, None
-        with self.http.stream("GET", f"/gradio_api/call/{name}/{reply.json()['event_id']}") as stream:
-            for line in stream.iter_lines():
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:") and event in ("generating", "complete", "error"):
-                    if event == "error":
-                        raise RuntimeError(f"{name}: {line[5:].strip()[:300]}")
-                    last = json.loads(line[5:])
-                    if event == "complete":
-                        return last
-        raise RuntimeError(f"{name}: the stream ended without its result")
-
-
 def _timed(call: Callable[[], Any]) -> float:
     start = time.perf_counter()
     call()
@@ -104,7 +78,7 @@ def measure(url: str, reps: int, log: Callable[[str], None] = print) -> dict[str
     """{view: {"12": {"first": s, "median": s, "times": [...]}, "600": {...}}} for the served app at ``url``.
     Every view's first call comes before any view's second (the first request after a load, per view); every
     call has a prompt of its own (the views keep recent results)."""
-    call = Caller(url)
+    call = ApiCaller(url).call
     info = call("model_info", [])
     info = info[0] if isinstance(info, list) and info else info
     if not (isinstance(info, dict) and info.get("loaded")):
