@@ -18,7 +18,7 @@ from playground.ui import deck as dk
 from playground.ui import nav
 from tests.factories import TINY, make_model
 from tests.live_app import free_port
-from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, TIMEOUT_MS, expect_text
+from tests.test_browser import ARTIFACTS, CHROMIUM, TIMEOUT_MS, browser, expect_text  # noqa: F401 (a fixture)
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,17 +52,6 @@ def live(tmp_path_factory):
     finally:
         demo.close()
         torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture
