@@ -60,8 +60,7 @@ class LinkApplier:
              b[attention.TAB_ID].layer, b[attention.TAB_ID].head, b[walkthrough.TAB_ID].layer,
              b[walkthrough.TAB_ID].head] + [comp for _, _, comp in self.link_fields]
             + b[parameters.TAB_ID].outputs()
-            + ([b[train.TAB_ID].params, b[train.TAB_ID].loss, b[train.TAB_ID].head_choice]
-               if train.TAB_ID in b else [])))
+            + [b[train.TAB_ID].params, b[train.TAB_ID].loss, b[train.TAB_ID].head_choice]))
 
     def updates(self, link: deeplink.Link, lang: str, *, page_load: bool = True,
                 present_on: bool | None = None) -> dict:
@@ -99,7 +98,7 @@ class LinkApplier:
                 update[comp] = values[name] if name in values else comp.value
             elif name == "prompt" and comp in self.following and name in values and page_load:
                 update[comp] = values[name]       # (a deck's step leaves the views it does not show alone)
-        if tab == train.TAB_ID and tab in b:       # its preset under the values the link names
+        if tab == train.TAB_ID:                    # its preset under the values the link names
             update.update(train.on_link(b[tab], values, link.present))
         self._fit_sliders(update, tab, values, snap, cfg, page_load)
         return update
